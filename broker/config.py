@@ -1,0 +1,258 @@
+"""Broker configuration: one YAML file, every scalar overridable by `BROKER_<SECTION>__<KEY>`.
+
+Validation happens once, at start, and names every problem by its path (`agents[0].auth`),
+so `agent-broker check --config F` and `serve` report the same thing. Values in the
+environment win over the file; secret-bearing files can live in `BROKER_SECRETS_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from broker.scopes import check_scope_syntax
+from broker.secrets import check_hash_format
+
+MAX_LEEWAY_SECONDS = 30
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_absolute_uri(value: str, *, allow_path: bool = True) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URI")
+    if parts.fragment or "#" in value:
+        raise ValueError("must not contain a fragment")
+    if not allow_path and parts.path not in ("", "/"):
+        raise ValueError("must not contain a path")
+    return value
+
+
+class SigningSettings(_Strict):
+    keys_file: Path = Path(".run/keys.json")
+    algorithm: Literal["EdDSA", "ES256"] = "EdDSA"
+    retired_key_grace_seconds: int = Field(default=600, ge=0)
+    """How long a retired key stays in the JWKS after its last possible token expired."""
+
+
+class CerbosSettings(_Strict):
+    address: str = "127.0.0.1:3593"
+    timeout_ms: int = Field(default=500, ge=10, le=30_000)
+    tls: bool = False
+    max_resources_per_request: int = Field(default=50, ge=1)
+
+
+class UpstreamIssuer(_Strict):
+    issuer: str
+    audiences: list[str] = Field(min_length=1)
+    roles_claim: str = "roles"
+    """Dotted path into the claims, e.g. `realm_access.roles`."""
+    jwks_uri: str | None = None
+    """Skip OIDC discovery and use this JWKS directly."""
+    algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+                             "ES256", "ES384", "ES512", "EdDSA"]] | None = None
+
+    _issuer = field_validator("issuer")(lambda v: _check_absolute_uri(v))
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _jwks(cls, v: str | None) -> str | None:
+        return None if v is None else _check_absolute_uri(v)
+
+
+class ClientSecretAuth(_Strict):
+    method: Literal["client_secret_basic", "client_secret_post"]
+    secret_hash: str
+
+    @field_validator("secret_hash")
+    @classmethod
+    def _hash(cls, v: str) -> str:
+        if not check_hash_format(v):
+            raise ValueError("is not a hash from `agent-broker agents hash-secret`")
+        return v
+
+
+class PrivateKeyJwtAuth(_Strict):
+    method: Literal["private_key_jwt"]
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PrivateKeyJwtAuth:
+        if (self.jwks is None) == (self.jwks_uri is None):
+            raise ValueError("give exactly one of `jwks` and `jwks_uri`")
+        if self.jwks is not None and not isinstance(self.jwks.get("keys"), list):
+            raise ValueError("`jwks` must be a JWK set: {keys: [...]}")
+        if self.jwks_uri is not None:
+            _check_absolute_uri(self.jwks_uri)
+        return self
+
+
+ClientAuth = Annotated[ClientSecretAuth | PrivateKeyJwtAuth, Field(discriminator="method")]
+
+
+class Agent(_Strict):
+    client_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+$")
+    auth: ClientAuth
+    scopes: list[str] = Field(min_length=1)
+    resources: list[str] = Field(min_length=1)
+    may_delegate_to: list[str] = []
+    dpop_bound: bool = False
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        for scope in v:
+            check_scope_syntax(scope, allow_wildcard=True)
+        return v
+
+
+class Resource(_Strict):
+    uri: str
+    scopes: list[str] = Field(min_length=1)
+    client_id: str | None = None
+    """Set with `auth` to let this MCP server call introspection."""
+    auth: ClientSecretAuth | None = None
+
+    _uri = field_validator("uri")(lambda v: _check_absolute_uri(v))
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        for scope in v:
+            check_scope_syntax(scope, allow_wildcard=False)
+        return v
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> Resource:
+        if (self.client_id is None) != (self.auth is None):
+            raise ValueError("give both `client_id` and `auth`, or neither")
+        return self
+
+
+class BrokerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BROKER_", env_nested_delimiter="__", extra="forbid", frozen=True,
+    )
+
+    issuer: str = "http://127.0.0.1:8400"
+    token_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
+    session_ttl_seconds: int = Field(default=28_800, ge=10)
+    max_delegation_depth: int = Field(default=3, ge=1, le=10)
+    clock_leeway_seconds: int = Field(default=30, ge=0, le=MAX_LEEWAY_SECONDS)
+    signing: SigningSettings = SigningSettings()
+    redis_url: str = "redis://127.0.0.1:6380/0"
+    redis_timeout_ms: int = Field(default=500, ge=10, le=30_000)
+    redis_key_prefix: str = "ab:"
+    cerbos: CerbosSettings = CerbosSettings()
+    upstream_issuers: list[UpstreamIssuer] = []
+    agents: list[Agent] = []
+    resources: list[Resource] = []
+    max_request_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    upstream_http_timeout_ms: int = Field(default=2000, ge=100)
+
+    _issuer = field_validator("issuer")(lambda v: _check_absolute_uri(v).rstrip("/"))
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> BrokerSettings:
+        problems: list[str] = []
+        if self.token_ttl_seconds > self.session_ttl_seconds:
+            problems.append("token_ttl_seconds: must not exceed session_ttl_seconds")
+        problems += _duplicates("agents", [a.client_id for a in self.agents])
+        problems += _duplicates("resources", [r.uri for r in self.resources])
+        problems += _duplicates("upstream_issuers", [u.issuer for u in self.upstream_issuers])
+        catalog = {r.uri: r for r in self.resources}
+        agent_ids = {a.client_id for a in self.agents}
+        for i, agent in enumerate(self.agents):
+            for j, uri in enumerate(agent.resources):
+                if uri not in catalog:
+                    problems.append(f"agents[{i}].resources[{j}]: {uri!r} is not in `resources`")
+            for j, other in enumerate(agent.may_delegate_to):
+                if other not in agent_ids:
+                    problems.append(f"agents[{i}].may_delegate_to[{j}]: no agent {other!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def agent(self, client_id: str) -> Agent | None:
+        return next((a for a in self.agents if a.client_id == client_id), None)
+
+    def resource(self, uri: str) -> Resource | None:
+        return next((r for r in self.resources if r.uri == uri), None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the YAML file, which is passed as init values.
+        return env_settings, init_settings, file_secret_settings
+
+
+def _duplicates(section: str, values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    dupes = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
+    return [f"{section}: {v!r} appears more than once" for v in dict.fromkeys(dupes)]
+
+
+class ConfigError(Exception):
+    """Every problem in a configuration, each prefixed by its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("ClientSecretAuth", "PrivateKeyJwtAuth") or part.startswith(
+            ("client_secret", "private_key_jwt")
+        ):
+            continue  # the discriminated union's branch name says nothing to a user
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> BrokerSettings:
+    """Load YAML at `path` (or `BROKER_CONFIG`), apply env overrides, validate everything."""
+    path = path or os.environ.get("BROKER_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{path}: not valid YAML ({exc})"]) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([f"{path}: the top level must be a mapping"])
+        raw = loaded or {}
+    secrets_dir = os.environ.get("BROKER_SECRETS_DIR")
+    try:
+        return BrokerSettings(**raw, _secrets_dir=secrets_dir)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            message = err["msg"].removeprefix("Value error, ")
+            if err["loc"] == ():
+                problems += message.split("; ")
+            else:
+                problems.append(f"{_path(err['loc'])}: {message}")
+        raise ConfigError(problems) from None

@@ -1,0 +1,68 @@
+"""What the core needs from the outside world, as small Protocols the edges implement.
+
+The grant (`broker.exchange`) depends only on these; `broker.stores`, `broker.pdp` and
+`broker.upstream` provide the real implementations, `broker.stores.memory` the in-memory
+ones for unit tests. Every edge raises `DependencyUnavailable` when it cannot answer in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from broker.sessions import SessionRecord
+
+Clock = Callable[[], float]
+"""Seconds since the epoch; a parameter everywhere so tests pin time instead of sleeping."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectIdentity:
+    """A verified upstream subject token (an ID token or a JWT access token of a trusted issuer)."""
+
+    issuer: str
+    subject: str
+    roles: tuple[str, ...]
+    expires_at: int
+    claims: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationQuestion:
+    """One batched question to the PDP: which of `scopes` may `subject` delegate to `agent`?"""
+
+    subject: str
+    roles: tuple[str, ...]
+    principal_attr: Mapping[str, Any]
+    agent: str
+    resource: str
+    scopes: Sequence[str]
+    actors: tuple[str, ...] = ()
+
+
+class SubjectTokenValidator(Protocol):
+    async def validate_subject_token(self, token: str) -> SubjectIdentity:
+        """Verify an upstream token; raise InvalidGrant if it is not one we trust."""
+
+
+class DelegationPolicy(Protocol):
+    async def delegable_scopes(self, question: DelegationQuestion) -> frozenset[str]:
+        """Return the subset of `question.scopes` the PDP allows; one round trip."""
+
+
+class SessionStore(Protocol):
+    async def open_session(self, record: SessionRecord) -> None:
+        """Persist the session before its token is returned; atomic, one round trip."""
+
+    async def get_session(self, sid: str) -> SessionRecord | None: ...
+
+
+class ReplayCache(Protocol):
+    async def first_use(self, key: str, expires_at: int) -> bool:
+        """Record `key` until `expires_at`; True only the first time it is seen."""
+
+
+class HealthCheck(Protocol):
+    async def ping(self) -> None:
+        """Raise DependencyUnavailable unless the dependency answers in time."""

@@ -1,0 +1,51 @@
+"""The agent session: what one exchange granted, to whom, for whom, and why the rest was dropped.
+
+Pure data with a JSON form; stores decide where it lives. Admins read these records to see
+and revoke what agents hold, so every field is meant for a human as much as for code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedScope:
+    scope: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    sid: str
+    subject: str
+    issuer: str
+    agent: str
+    actors: tuple[str, ...]
+    """The agent chain in order of delegation: the first agent first, this session's agent last."""
+    resource: str
+    scopes_granted: tuple[str, ...]
+    scopes_dropped: tuple[DroppedScope, ...]
+    parent_sid: str | None
+    root_sid: str
+    jti: str
+    created_at: int
+    expires_at: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        return len(self.actors)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> SessionRecord:
+        data = json.loads(raw)
+        data["actors"] = tuple(data["actors"])
+        data["scopes_granted"] = tuple(data["scopes_granted"])
+        data["scopes_dropped"] = tuple(DroppedScope(**d) for d in data["scopes_dropped"])
+        return cls(**data)

@@ -1,0 +1,1 @@
+"""mcp_plugin: verify agent-broker tokens and authorize every MCP operation with Cerbos."""
