@@ -31,9 +31,14 @@ class SessionRecord:
     parent_sid: str | None
     root_sid: str
     jti: str
+    roles: tuple[str, ...]
     created_at: int
     expires_at: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    """When this session's token expires; the session record lives as long."""
+    lineage_expires_at: int
+    """No token in this delegation lineage may outlive this (`session_ttl_seconds`)."""
+    principal_attr: dict[str, Any] = field(default_factory=dict)
+    """The user's upstream claims at the root exchange, for policy decisions on re-delegation."""
 
     @property
     def depth(self) -> int:
@@ -47,5 +52,6 @@ class SessionRecord:
         data = json.loads(raw)
         data["actors"] = tuple(data["actors"])
         data["scopes_granted"] = tuple(data["scopes_granted"])
+        data["roles"] = tuple(data["roles"])
         data["scopes_dropped"] = tuple(DroppedScope(**d) for d in data["scopes_dropped"])
         return cls(**data)

@@ -1,0 +1,133 @@
+"""The `agent-broker` command line (contract §9)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from broker import logs
+from broker.config import BrokerSettings, ConfigError, load_settings
+from broker.keys import KeyFileError, KeyringFile
+from broker.secrets import generate_secret, hash_secret
+
+app = typer.Typer(help="agent-broker: attenuated, revocable tokens for AI agents.",
+                  no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+agents_app = typer.Typer(help="Registered agents.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(agents_app, name="agents")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file (default: $BROKER_CONFIG).",
+                 envvar="BROKER_CONFIG"),
+]
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings(config: Path | None) -> BrokerSettings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]{len(exc.problems)} problem(s) in the configuration:[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _keyring(settings: BrokerSettings) -> KeyringFile:
+    try:
+        return KeyringFile(settings.signing.keys_file, settings.signing.algorithm,
+                           max_token_ttl=settings.token_ttl_seconds,
+                           grace=settings.signing.retired_key_grace_seconds
+                           + settings.clock_leeway_seconds)
+    except KeyFileError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8400,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run one broker process."""
+    import uvicorn
+
+    from broker.http.app import create_app
+
+    settings = _settings(config)
+    logs.configure(log_level)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
+                log_level=log_level, proxy_headers=False, server_header=False)
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate a configuration file and print every problem with its path."""
+    settings = _settings(config)
+    out.print(f"[green]ok[/green]: {len(settings.agents)} agent(s), "
+              f"{len(settings.resources)} resource(s), "
+              f"{len(settings.upstream_issuers)} upstream issuer(s); issuer {settings.issuer}")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """Show the signing keys and which one signs now."""
+    ring = _keyring(_settings(config)).ring
+    now = time.time()
+    signing, published = ring.signing_key(now), ring.published(now)
+    table = Table("kid", "alg", "created", "activates", "state")
+    for key in ring.keys:
+        state = ("signing" if key is signing else "pending" if key.activates_at > now
+                 else "published (retired)" if key in published else "expired")
+        table.add_row(key.kid, key.alg, _ts(key.created_at), _ts(key.activates_at), state)
+    out.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    config: ConfigOption = None,
+    activate_in: Annotated[int, typer.Option(
+        help="Seconds before the new key signs; publish first so verifiers learn it.")] = 0,
+) -> None:
+    """Add a new signing key; older keys stay published while their tokens can live."""
+    keyring = _keyring(_settings(config))
+    key = keyring.rotate(time.time(), activate_in)
+    out.print(f"added {key.alg} key {key.kid}, signing from {_ts(key.activates_at)}")
+
+
+@agents_app.command("list")
+def agents_list(config: ConfigOption = None) -> None:
+    """Show the registered agents."""
+    settings = _settings(config)
+    table = Table("client_id", "auth", "scopes", "resources", "may delegate to")
+    for a in settings.agents:
+        table.add_row(a.client_id, a.auth.method, " ".join(a.scopes), "\n".join(a.resources),
+                      ", ".join(a.may_delegate_to) or "-")
+    out.print(table)
+
+
+@agents_app.command("hash-secret")
+def agents_hash_secret(
+    secret: Annotated[str | None, typer.Argument(
+        help="The client secret; omit to generate a random one.")] = None,
+) -> None:
+    """Print the `secret_hash` for a client secret (the last line is the value)."""
+    if secret is None:
+        secret = generate_secret()
+        out.print(f"generated secret (give it to the agent, store it nowhere else): {secret}",
+                  markup=False, highlight=False)
+    out.print(hash_secret(secret), markup=False, highlight=False, soft_wrap=True)
+
+
+def _ts(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))

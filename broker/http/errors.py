@@ -1,0 +1,52 @@
+"""Render OAuth errors as RFC 6749 §5.2 JSON with `Cache-Control: no-store`.
+
+The only place an `OAuthError` becomes a response. Unexpected exceptions become a generic
+`server_error` without detail; the detail goes to the log without request contents.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from broker.errors import InvalidClient, InvalidRequest, OAuthError
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+log = logging.getLogger(__name__)
+
+
+def oauth_response(exc: OAuthError, *, basic_challenge: bool = False) -> JSONResponse:
+    headers = dict(NO_STORE)
+    if isinstance(exc, InvalidClient) and basic_challenge:
+        headers["WWW-Authenticate"] = 'Basic realm="agent-broker", charset="UTF-8"'
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_oauth_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OAuthError)
+        return oauth_response(exc, basic_challenge="authorization" in request.headers)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        return oauth_response(InvalidRequest())
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        body = {"error": "not_found" if exc.status_code == 404 else "invalid_request",
+                "error_description": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=NO_STORE)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+        body = {"error": "server_error", "error_description": "An internal error occurred."}
+        return JSONResponse(body, status_code=500, headers=NO_STORE)
+
+    app.add_exception_handler(OAuthError, on_oauth_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

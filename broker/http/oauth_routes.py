@@ -1,0 +1,104 @@
+"""POST /oauth2/token (RFC 8693) and POST /oauth2/introspect (RFC 7662)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from broker import tokens
+from broker.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    TemporarilyUnavailable,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from broker.exchange import GRANT_TYPE, parse_exchange_request
+from broker.http.errors import NO_STORE
+from broker.http.forms import read_form
+from broker.http.metrics import EXCHANGE_SECONDS, EXCHANGES
+from broker.http.services import BrokerServices
+
+router = APIRouter()
+log = logging.getLogger("broker.exchange")
+
+_FORM_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def _services(request: Request) -> BrokerServices:
+    services: BrokerServices = request.app.state.services
+    return services
+
+
+@router.post("/oauth2/token", openapi_extra=_FORM_DOC, tags=["oauth2"])
+async def token(request: Request) -> JSONResponse:
+    services = _services(request)
+    with EXCHANGE_SECONDS.time():
+        outcome = "error"
+        try:
+            form = await read_form(request, services.settings.max_request_bytes)
+            grant_type = form.get("grant_type")
+            if not grant_type:
+                raise InvalidRequest("The grant_type parameter is required.")
+            if grant_type != GRANT_TYPE:
+                raise UnsupportedGrantType()
+            client_id = await services.agent_auth.authenticate(request.headers, form)
+            agent = services.settings.agent(client_id)
+            if agent is None:  # authenticated against the same settings: cannot happen
+                raise UnauthorizedClient()
+            exchange = parse_exchange_request(form)
+            if "actor_token" in form:
+                await services.agent_auth.verify_actor(client_id, form["actor_token"])
+            result = await services.grant.exchange(agent, exchange)
+            outcome = "granted"
+        except Exception as exc:
+            outcome = getattr(exc, "error", "server_error")
+            raise
+        finally:
+            EXCHANGES.labels(outcome=outcome).inc()
+    session = result.session
+    log.info(
+        "exchange granted",
+        extra={"sid": session.sid, "parent_sid": session.parent_sid, "sub": session.subject,
+               "agent": session.agent, "actors": list(session.actors),
+               "resource": session.resource, "granted": list(session.scopes_granted),
+               "dropped": [[d.scope, d.reason] for d in session.scopes_dropped]},
+    )
+    return JSONResponse(result.to_body(), headers=NO_STORE)
+
+
+@router.post("/oauth2/introspect", openapi_extra=_FORM_DOC, tags=["oauth2"])
+async def introspect(request: Request) -> JSONResponse:
+    services = _services(request)
+    form = await read_form(request, services.settings.max_request_bytes)
+    caller = await services.resource_auth.authenticate(request.headers, form)
+    token_value = form.get("token")
+    if not token_value:
+        raise InvalidRequest("The token parameter is required.")
+    resource = next(r.uri for r in services.settings.resources if r.client_id == caller)
+    now = services.clock()
+    inactive = JSONResponse({"active": False}, headers=NO_STORE)
+    try:
+        agent_token = tokens.verify(
+            token_value, services.keyring.current(now), issuer=services.settings.issuer,
+            now=now, leeway=0, audience=resource,
+        )
+    except tokens.TokenRejected as exc:
+        log.debug("introspection: token inactive (%s)", exc.reason)
+        return inactive
+    try:
+        session = await services.sessions.get_session(agent_token.sid)
+    except DependencyUnavailable:
+        raise TemporarilyUnavailable() from None
+    if session is None or session.jti != agent_token.jti:
+        return inactive
+    body = {"active": True, "token_type": "Bearer", **agent_token.claims}
+    return JSONResponse(body, headers=NO_STORE)

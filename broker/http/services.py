@@ -1,0 +1,100 @@
+"""Builds the broker's collaborators from settings: the one place edges meet the core.
+
+Connections (Redis pool, Cerbos gRPC channel, httpx client) are created once per process
+and shared; key objects are parsed once, in `KeyringFile` and `JwksCache`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+import redis.asyncio as aioredis
+
+from broker.client_assertion import ClientAssertionVerifier
+from broker.config import BrokerSettings, PrivateKeyJwtAuth
+from broker.exchange import TokenExchangeGrant
+from broker.http.client_auth import ClientAuthenticator, Registration
+from broker.jwks import JwksCache
+from broker.keys import KeyringFile
+from broker.pdp.cerbos import CerbosPolicyPoint
+from broker.ports import Clock
+from broker.secrets import SecretVerifier
+from broker.stores import redis as redis_stores
+from broker.upstream import UpstreamValidator
+
+
+@dataclass
+class BrokerServices:
+    settings: BrokerSettings
+    clock: Clock
+    keyring: KeyringFile
+    redis: aioredis.Redis
+    http: httpx.AsyncClient
+    pdp: CerbosPolicyPoint
+    sessions: redis_stores.RedisSessionStore
+    redis_health: redis_stores.RedisHealth
+    grant: TokenExchangeGrant
+    agent_auth: ClientAuthenticator
+    resource_auth: ClientAuthenticator
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.settings.issuer}/oauth2/token"
+
+    async def aclose(self) -> None:
+        await self.pdp.close()
+        await self.http.aclose()
+        await self.redis.aclose()
+
+
+def build_services(settings: BrokerSettings, clock: Clock = time.time) -> BrokerServices:
+    keyring = KeyringFile(
+        settings.signing.keys_file, settings.signing.algorithm,
+        max_token_ttl=settings.token_ttl_seconds,
+        grace=settings.signing.retired_key_grace_seconds + settings.clock_leeway_seconds,
+        clock=clock,
+    )
+    timeout_s = settings.upstream_http_timeout_ms / 1000
+    http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False,
+                             limits=httpx.Limits(max_connections=50))
+    redis = redis_stores.connect(settings.redis_url, settings.redis_timeout_ms)
+    keys = redis_stores.RedisKeys(settings.redis_key_prefix)
+    edge = (redis, keys, settings.redis_timeout_ms, clock)
+    sessions = redis_stores.RedisSessionStore(*edge)
+    pdp = CerbosPolicyPoint(
+        settings.cerbos.address, timeout_ms=settings.cerbos.timeout_ms, tls=settings.cerbos.tls,
+        max_resources_per_request=settings.cerbos.max_resources_per_request,
+    )
+    upstream = UpstreamValidator(settings.upstream_issuers, http, clock=clock,
+                                 leeway_seconds=settings.clock_leeway_seconds)
+    grant = TokenExchangeGrant(settings, keyring=keyring.current, upstream=upstream, policy=pdp,
+                               sessions=sessions, clock=clock)
+    assertions = ClientAssertionVerifier(
+        audiences=[f"{settings.issuer}/oauth2/token", settings.issuer],
+        clock=clock, leeway_seconds=settings.clock_leeway_seconds,
+    )
+    key_sets: dict[str, JwksCache] = {}
+    for agent in settings.agents:
+        if isinstance(agent.auth, PrivateKeyJwtAuth):
+            key_sets[agent.client_id] = (
+                JwksCache.from_static(agent.auth.jwks) if agent.auth.jwks is not None
+                else JwksCache.from_url(http, agent.auth.jwks_uri or "", clock=clock)
+            )
+    secrets = SecretVerifier()
+    replay = redis_stores.RedisReplayCache(*edge)
+    agent_auth = ClientAuthenticator(
+        {a.client_id: Registration(a.client_id, a.auth) for a in settings.agents},
+        secrets=secrets, assertions=assertions, replay=replay, key_sets=key_sets,
+    )
+    resource_auth = ClientAuthenticator(
+        {r.client_id: Registration(r.client_id, r.auth)
+         for r in settings.resources if r.client_id is not None and r.auth is not None},
+        secrets=secrets, assertions=assertions, replay=replay, key_sets={},
+    )
+    return BrokerServices(
+        settings=settings, clock=clock, keyring=keyring, redis=redis, http=http, pdp=pdp,
+        sessions=sessions, redis_health=redis_stores.RedisHealth(*edge), grant=grant,
+        agent_auth=agent_auth, resource_auth=resource_auth,
+    )

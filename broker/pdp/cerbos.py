@@ -1,0 +1,114 @@
+"""The Cerbos policy decision point: which scopes may this user delegate to this agent?
+
+One CheckResources per exchange (contract §6): the principal is the user, one resource of
+kind `delegated_scope` per candidate scope, action `delegate`. Requests are chunked at the
+PDP's per-request limit and the chunks sent concurrently. A timeout or transport error
+raises `DependencyUnavailable`: the grant then mints nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from cerbos.effect.v1 import effect_pb2
+from cerbos.engine.v1 import engine_pb2
+from cerbos.request.v1 import request_pb2
+from cerbos.sdk.grpc.client import AsyncCerbosClient
+from google.protobuf import json_format, struct_pb2
+
+from broker.errors import DependencyUnavailable
+from broker.ports import DelegationQuestion
+
+RESOURCE_KIND = "delegated_scope"
+ACTION = "delegate"
+BASE_ROLE = "user"
+"""Every authenticated human has this Cerbos role besides the upstream ones."""
+
+# Cerbos rejects role names outside this shape; an odd upstream role must not fail the request.
+_ROLE = re.compile(r"^[A-Za-z][\w@.\-/]*(:[A-Za-z][\w@.\-/]*)*$")
+
+log = logging.getLogger(__name__)
+
+
+def to_value(data: Any) -> struct_pb2.Value:
+    return json_format.ParseDict(data, struct_pb2.Value())
+
+
+def build_principal(question: DelegationQuestion) -> engine_pb2.Principal:
+    roles = [r for r in dict.fromkeys((*question.roles, BASE_ROLE)) if _ROLE.match(r)]
+    attr = {k: to_value(v) for k, v in _json_safe(question.principal_attr).items()}
+    return engine_pb2.Principal(id=question.subject, roles=roles, attr=attr)
+
+
+ResourceEntry = request_pb2.CheckResourcesRequest.ResourceEntry
+
+
+def build_resources(question: DelegationQuestion) -> list[ResourceEntry]:
+    common = {
+        "agent": to_value(question.agent),
+        "resource": to_value(question.resource),
+        "depth": to_value(len(question.actors)),
+        "actors": to_value(list(question.actors)),
+    }
+    return [
+        ResourceEntry(
+            actions=[ACTION],
+            resource=engine_pb2.Resource(
+                kind=RESOURCE_KIND, id=scope, attr={**common, "scope": to_value(scope)},
+            ),
+        )
+        for scope in question.scopes
+    ]
+
+
+def _json_safe(attr: Mapping[str, Any]) -> dict[str, Any]:
+    """Claims are JSON already; drop anything protobuf's Struct cannot carry."""
+    out = {}
+    for key, value in attr.items():
+        try:
+            to_value(value)
+        except (json_format.ParseError, TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
+class CerbosPolicyPoint:
+    def __init__(self, address: str, *, timeout_ms: int, tls: bool = False,
+                 max_resources_per_request: int = 50) -> None:
+        self._timeout = timeout_ms / 1000
+        self._chunk = max_resources_per_request
+        self._client = AsyncCerbosClient(address, tls_verify=tls, timeout_secs=self._timeout)
+
+    async def close(self) -> None:
+        await self._client.close()  # type: ignore[no-untyped-call]
+
+    async def delegable_scopes(self, question: DelegationQuestion) -> frozenset[str]:
+        principal = build_principal(question)
+        entries = build_resources(question)
+        chunks = [entries[i : i + self._chunk] for i in range(0, len(entries), self._chunk)]
+        responses = await self._call(
+            asyncio.gather(*(self._client.check_resources(principal, c) for c in chunks))
+        )
+        allowed = set()
+        for response in responses:
+            for result in response.results:
+                if result.actions.get(ACTION) == effect_pb2.EFFECT_ALLOW:
+                    allowed.add(result.resource.id)
+        return frozenset(allowed)
+
+    async def ping(self) -> None:
+        await self._call(self._client.server_info())
+
+    async def _call(self, op: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await op
+        except (grpc.RpcError, TimeoutError, OSError) as exc:
+            log.warning("cerbos did not answer: %s", type(exc).__name__)
+            raise DependencyUnavailable("cerbos unavailable") from None
