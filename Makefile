@@ -1,0 +1,32 @@
+# agent-broker: `make run` for the local stack, `make test` for everything CI runs.
+VENV := .venv/bin
+export CERBOS_NO_TELEMETRY := 1
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+# Prerequisites run in the order written (setup first), even under `make -j`.
+.NOTPARALLEL:
+.PHONY: setup lint policies test run demo clean
+
+setup:  ## install what is missing: .venv, redis-server, Cerbos
+	@bash scripts/setup.sh
+
+lint:  ## ruff, mypy --strict, import contracts
+	$(VENV)/ruff check .
+	$(VENV)/mypy
+	$(VENV)/lint-imports
+
+policies:  ## compile the Cerbos policies and run their test suites
+	.tools/bin/cerbos compile policies/
+
+test: setup lint policies  ## what CI runs
+	$(VENV)/pytest
+
+run: setup  ## the whole local stack in the foreground
+	$(VENV)/agent-broker dev
+
+demo:  ## the scripted story against the running stack
+	$(VENV)/agent-broker demo
+
+clean:  ## remove run state and caches (keeps .venv and .tools)
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache
+	find . -path ./.venv -prune -o -path ./.tools -prune -o -name __pycache__ -type d -exec rm -rf {} +
