@@ -16,10 +16,11 @@ from broker.ports import Clock
 
 
 def create_app(settings: BrokerSettings, *, clock: Clock = time.time) -> FastAPI:
-    services = build_services(settings, clock)
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Built here, on the server's event loop: gRPC and Redis connections bind to it.
+        services = build_services(settings, clock)
+        app.state.services = services
         try:
             yield
         finally:
@@ -27,7 +28,6 @@ def create_app(settings: BrokerSettings, *, clock: Clock = time.time) -> FastAPI
 
     app = FastAPI(title="agent-broker", version="0.1.0", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
-    app.state.services = services
     install_error_handlers(app)
     app.include_router(oauth_routes.router)
     app.include_router(discovery_routes.router)

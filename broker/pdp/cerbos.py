@@ -83,7 +83,15 @@ class CerbosPolicyPoint:
                  max_resources_per_request: int = 50) -> None:
         self._timeout = timeout_ms / 1000
         self._chunk = max_resources_per_request
-        self._client = AsyncCerbosClient(address, tls_verify=tls, timeout_secs=self._timeout)
+        # Our own deadline (asyncio.timeout in _call), not the SDK's `timeout_secs`: the SDK
+        # writes it into the gRPC service config as "0.5s", which fails every call at once.
+        # Reconnect backoff capped at 1 s (gRPC's default grows to 120 s): when the PDP comes
+        # back, exchanges resume within a second instead of staying 503 for minutes.
+        self._client = AsyncCerbosClient(address, tls_verify=tls, channel_options={
+            "grpc.initial_reconnect_backoff_ms": 100,
+            "grpc.min_reconnect_backoff_ms": 100,
+            "grpc.max_reconnect_backoff_ms": 1000,
+        })
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
@@ -109,6 +117,9 @@ class CerbosPolicyPoint:
         try:
             async with asyncio.timeout(self._timeout):
                 return await op
+        except grpc.aio.AioRpcError as exc:
+            log.warning("cerbos call failed: %s", exc.code().name)
+            raise DependencyUnavailable("cerbos unavailable") from None
         except (grpc.RpcError, TimeoutError, OSError) as exc:
             log.warning("cerbos did not answer: %s", type(exc).__name__)
             raise DependencyUnavailable("cerbos unavailable") from None
