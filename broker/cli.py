@@ -124,9 +124,9 @@ def agents_hash_secret(
     """Print the `secret_hash` for a client secret (the last line is the value)."""
     if secret is None:
         secret = generate_secret()
-        out.print(f"generated secret (give it to the agent, store it nowhere else): {secret}",
-                  markup=False, highlight=False)
-    out.print(hash_secret(secret), markup=False, highlight=False, soft_wrap=True)
+        # Plain echo, never wrapped: these lines are copied verbatim.
+        typer.echo(f"generated secret (give it to the agent, store it nowhere else): {secret}")
+    typer.echo(hash_secret(secret))
 
 
 def _ts(epoch: int) -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import redis
 
-RECOVERY_SECONDS = 10
-
 from tests.integration.conftest import BrokerFactory, basic, exchange_form
 from tests.support.services import REPO_ROOT, start_cerbos, start_redis
+
+RECOVERY_SECONDS = 10
 
 
 def _exchange(broker, token: str):
@@ -48,7 +48,8 @@ def test_redis_down_means_503_then_recovery(start_broker: BrokerFactory, cerbos_
         assert response.headers["cache-control"] == "no-store"
         with broker.client() as http:
             ready = http.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "unavailable"
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["redis"] == "unavailable"
         own_redis.restart()
         _eventually_ok(broker, id_tokens["alice"])
     finally:

@@ -153,14 +153,16 @@ def test_introspection_requires_a_registered_resource(broker: Broker) -> None:
         anonymous = http.post("/oauth2/introspect", data={"token": "x"})
         as_agent = http.post("/oauth2/introspect", data={"token": "x"},
                              headers=basic("research-agent"))
-    assert anonymous.status_code == 401 and as_agent.status_code == 401
+    assert anonymous.status_code == 401
+    assert as_agent.status_code == 401
 
 
 def test_unknown_path_and_method_are_json_errors(broker: Broker) -> None:
     with broker.client() as http:
         missing = http.get("/nope")
         wrong_method = http.get("/oauth2/token")
-    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
     assert wrong_method.status_code == 405
 
 

@@ -123,7 +123,7 @@ async def test_token_never_outlives_the_subject_token(world) -> None:
 
 
 async def test_redelegation_narrows_nests_and_links(world) -> None:
-    grant, cfg, store, _, _, ring = world
+    grant, cfg, _, _, _, ring = world
     parent = await grant.exchange(cfg.agent("agent"), request(scope="crm:read"))
     child = await grant.exchange(cfg.agent("helper"), request(token=parent.access_token,
                                                                scope="crm:read crm:write"))

@@ -15,7 +15,8 @@ CATALOG = frozenset({"crm:read", "crm:write", "crm:delete", "docs:read", "email:
 @pytest.mark.parametrize(
     ("requested", "declared", "parent", "granted", "dropped"),
     [
-        pytest.param(None, ["crm:read"], None, {"crm:read"}, [], id="nothing-requested-gives-declared"),
+        pytest.param(None, ["crm:read"], None, {"crm:read"}, [],
+                     id="nothing-requested-gives-declared"),
         pytest.param(None, ["crm:*"], None, {"crm:read", "crm:write", "crm:delete"}, [],
                      id="declared-wildcard-expands-against-catalog"),
         pytest.param(["crm:read", "crm:write"], ["crm:read"], None, {"crm:read"},
