@@ -41,8 +41,8 @@ def to_value(data: Any) -> struct_pb2.Value:
 
 def build_principal(question: DelegationQuestion) -> engine_pb2.Principal:
     roles = [r for r in dict.fromkeys((*question.roles, BASE_ROLE)) if _ROLE.match(r)]
-    attr = {k: to_value(v) for k, v in _json_safe(question.principal_attr).items()}
-    return engine_pb2.Principal(id=question.subject, roles=roles, attr=attr)
+    return engine_pb2.Principal(id=question.subject, roles=roles,
+                                attr=_to_values(question.principal_attr))
 
 
 ResourceEntry = request_pb2.CheckResourcesRequest.ResourceEntry
@@ -66,15 +66,14 @@ def build_resources(question: DelegationQuestion) -> list[ResourceEntry]:
     ]
 
 
-def _json_safe(attr: Mapping[str, Any]) -> dict[str, Any]:
+def _to_values(attr: Mapping[str, Any]) -> dict[str, struct_pb2.Value]:
     """Claims are JSON already; drop anything protobuf's Struct cannot carry."""
     out = {}
     for key, value in attr.items():
         try:
-            to_value(value)
+            out[key] = to_value(value)
         except (json_format.ParseError, TypeError, ValueError):
             continue
-        out[key] = value
     return out
 
 
