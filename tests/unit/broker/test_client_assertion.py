@@ -11,7 +11,7 @@ import pytest
 from broker.client_assertion import ClientAssertionVerifier, VerifiedAssertion
 from broker.errors import DependencyUnavailable, InvalidClient
 from broker.jwks import JwksCache, JwksUnavailable
-from tests.unit.broker.test_jwks import (
+from tests.support.jose import (
     ED_KEY,
     ES256_KEY,
     NOW,

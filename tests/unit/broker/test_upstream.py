@@ -20,7 +20,7 @@ from jwt.api_jws import PyJWS
 from broker.config import UpstreamIssuer
 from broker.errors import DependencyUnavailable, InvalidGrant
 from broker.upstream import UpstreamValidator, roles_from_claims
-from tests.unit.broker.test_jwks import (
+from tests.support.jose import (
     ED_KEY,
     ES256_KEY,
     ES384_KEY,
