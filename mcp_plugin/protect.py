@@ -1,0 +1,171 @@
+"""`protect(mcp, ...)`: one call that makes a FastMCP server an agent-broker resource server.
+
+It wires `BrokerTokenVerifier` (every request carries a valid agent token, or gets 401 with
+`WWW-Authenticate: Bearer resource_metadata="..."`, FastMCP's RequireAuthMiddleware) and
+`CerbosAuthorization` (every list, call, read and get is decided by Cerbos), serves RFC 9728
+protected resource metadata naming the broker as the authorization server, and answers a
+tool call that a missing scope would unlock with a 403 step-up challenge.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from fastmcp import FastMCP
+from fastmcp.server.auth import RemoteAuthProvider
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
+from pydantic import AnyHttpUrl
+from starlette.middleware import Middleware as ASGIMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mcp_plugin.authorization import CerbosAuthorization
+from mcp_plugin.pdp import (
+    DEFAULT_MAX_RESOURCES_PER_REQUEST,
+    DEFAULT_TIMEOUT_SECONDS,
+    PolicyDecisionPoint,
+)
+from mcp_plugin.principal import DEFAULT_RESOURCE_KIND
+from mcp_plugin.revocation import RevocationView, StaticRevocations
+from mcp_plugin.step_up import StepUpChallenge
+from mcp_plugin.verifier import MAX_LEEWAY_SECONDS, BrokerTokenVerifier
+
+logger = logging.getLogger("mcp_plugin")
+
+
+class BrokerAuthProvider(RemoteAuthProvider):
+    """RFC 9728 metadata for exactly one resource URI, naming the broker; optional step-up.
+
+    The metadata is served with the URIs exactly as configured: pydantic's URL type would add
+    a trailing slash to the broker's issuer, and issuer identifiers compare as strings.
+    """
+
+    def __init__(
+        self,
+        verifier: BrokerTokenVerifier,
+        *,
+        scopes_supported: list[str] | None = None,
+        resource_name: str | None = None,
+    ) -> None:
+        parts = urlsplit(verifier.resource)
+        super().__init__(
+            token_verifier=verifier,
+            authorization_servers=[AnyHttpUrl(verifier.issuer)],
+            base_url=f"{parts.scheme}://{parts.netloc}",
+            scopes_supported=scopes_supported or [],
+            resource_name=resource_name,
+        )
+        self.verifier = verifier
+        self.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(verifier.resource)))
+        self._step_up: tuple[CerbosAuthorization, FastMCP[Any]] | None = None
+
+    def enable_step_up(self, authorization: CerbosAuthorization, server: FastMCP[Any]) -> None:
+        self._step_up = (authorization, server)
+
+    def metadata(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "resource": self.verifier.resource,
+            "authorization_servers": [self.verifier.issuer],
+            "bearer_methods_supported": ["header"],
+        }
+        if self.scopes_supported:
+            document["scopes_supported"] = list(self.scopes_supported)
+        if self.resource_name:
+            document["resource_name"] = self.resource_name
+        return document
+
+    def _get_resource_url(self, path: str | None = None) -> AnyHttpUrl | None:
+        return AnyHttpUrl(self.verifier.resource)  # the audience of our tokens, whatever the path
+
+    def get_routes(self, mcp_path: str | None = None) -> list[Route]:
+        self.set_mcp_path(mcp_path)
+        document = self.metadata()
+
+        async def handle(request: Request) -> Response:
+            return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+        path = urlsplit(self.metadata_url).path
+        return [Route(path, endpoint=cors_middleware(handle, ["GET", "OPTIONS"]),
+                      methods=["GET", "OPTIONS"])]
+
+    def get_middleware(self) -> list[Any]:
+        middleware = list(super().get_middleware())
+        if self._step_up is not None:
+            authorization, server = self._step_up
+            middleware.append(
+                ASGIMiddleware(
+                    StepUpChallenge,
+                    authorization=authorization,
+                    server=server,
+                    mcp_path=urlsplit(self.verifier.resource).path or "/",
+                    resource_metadata_url=self.metadata_url,
+                )
+            )
+        return middleware
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """What `protect` installed, for tests and for servers that want to reach the parts."""
+
+    verifier: BrokerTokenVerifier
+    authorization: CerbosAuthorization
+    auth: BrokerAuthProvider
+    revocations: RevocationView
+
+
+def protect(
+    mcp: FastMCP[Any],
+    *,
+    broker: str,
+    resource: str,
+    cerbos: str | PolicyDecisionPoint,
+    redis_url: str | None = None,
+    resource_kind: str = DEFAULT_RESOURCE_KIND,
+    revocations: RevocationView | None = None,
+    scopes_supported: list[str] | None = None,
+    resource_name: str | None = None,
+    cerbos_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    max_resources_per_request: int = DEFAULT_MAX_RESOURCES_PER_REQUEST,
+    leeway: int = MAX_LEEWAY_SECONDS,
+    step_up_challenge: bool = True,
+    http_client: httpx.AsyncClient | None = None,
+) -> Protection:
+    """Protect `mcp`: agent tokens of `broker` for `resource`, every operation asked of Cerbos.
+
+    `broker` is the broker's issuer URL, `resource` this server's MCP endpoint URI (the `aud`
+    of its tokens; its path is where the server must be mounted), `cerbos` a gRPC "host:port"
+    or any `PolicyDecisionPoint`. Call it once, before serving.
+    """
+    if mcp.auth is not None:
+        raise ValueError("this FastMCP server already has an auth provider")
+    if revocations is None:
+        revocations = StaticRevocations()
+        if redis_url is not None:
+            logger.warning(
+                "redis_url given, but this mcp_plugin has no Redis revocation feed yet: "
+                "only revocations added to the local view are enforced"
+            )
+    verifier = BrokerTokenVerifier(
+        broker=broker, resource=resource, revocations=revocations, leeway=leeway,
+        http_client=http_client,
+    )
+    authorization = CerbosAuthorization(
+        cerbos,
+        resource_kind=resource_kind,
+        timeout=cerbos_timeout,
+        max_resources_per_request=max_resources_per_request,
+    )
+    auth = BrokerAuthProvider(
+        verifier, scopes_supported=scopes_supported, resource_name=resource_name
+    )
+    if step_up_challenge:
+        auth.enable_step_up(authorization, mcp)
+    mcp.auth = auth
+    mcp.add_middleware(authorization)
+    return Protection(verifier, authorization, auth, revocations)
