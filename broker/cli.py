@@ -71,6 +71,17 @@ def serve(
 
 
 @app.command()
+def dev(
+    no_mcp: Annotated[bool, typer.Option("--no-mcp",
+                                         help="Do not start the demo MCP server.")] = False,
+) -> None:
+    """Run the local stack (Redis, Cerbos, dev IdP, broker, demo CRM); Ctrl-C stops it."""
+    from broker.dev import run_dev
+
+    raise typer.Exit(run_dev(Path.cwd(), with_mcp=not no_mcp))
+
+
+@app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate a configuration file and print every problem with its path."""
     settings = _settings(config)

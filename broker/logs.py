@@ -7,7 +7,9 @@ import logging
 import time
 from typing import Any
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# uvicorn adds `color_message` (ANSI escapes): noise in a JSON line.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName",
+                                                     "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
