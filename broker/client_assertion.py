@@ -37,10 +37,8 @@ from broker.errors import DependencyUnavailable, InvalidClient
 from broker.jwks import (
     JwksCache,
     JwksUnavailable,
-    TokenRejected,
-    check_time_claims,
-    read_unverified,
 )
+from broker.jws import TokenRejected, check_time_claims, read_unverified
 from broker.ports import Clock
 
 log = logging.getLogger(__name__)

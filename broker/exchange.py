@@ -27,6 +27,7 @@ from broker.errors import (
     InvalidTarget,
     TemporarilyUnavailable,
 )
+from broker.jws import TokenRejected
 from broker.keys import Keyring
 from broker.ports import (
     Clock,
@@ -244,8 +245,8 @@ class TokenExchangeGrant:
         try:
             return tokens.verify(token, self._keyring(now), issuer=self.settings.issuer, now=now,
                                  leeway=self.settings.clock_leeway_seconds)
-        except tokens.TokenRejected as exc:
-            log.debug("agent subject token rejected: %s", exc.reason)
+        except TokenRejected as exc:
+            log.debug("agent subject token rejected: %s", exc)
             raise InvalidGrant() from None
 
     async def _load_session(self, sid: str) -> SessionRecord | None:

@@ -12,8 +12,7 @@ deterministic). Every fetch attempt, successful or not, is spaced by at least
 `min_refresh_interval_seconds`, so garbage `kid`s or a down IdP cannot make us hammer it.
 After a failed fetch the previous set keeps serving until `max_staleness_seconds`.
 
-Also here, shared by both kinds of token: `read_unverified` (size, ASCII and shape checks
-before any parsing) and `check_time_claims` (exp/nbf/iat against an injected clock).
+The compact-JWS checks every token shares live in `broker.jws`.
 """
 
 from __future__ import annotations
@@ -28,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from jwt import PyJWK, PyJWT
+from jwt import PyJWK
 from jwt.exceptions import PyJWTError
-from jwt.types import Options
+
+from broker.jws import TokenRejected
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +43,12 @@ SUPPORTED_ALGORITHMS = RSA_ALGORITHMS.union(
 MIN_RSA_KEY_BITS = 2048
 MAX_JWKS_BYTES = 512 * 1024
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-_MAX_NUMERIC_DATE = 2**53
-_UNVERIFIED_READER = PyJWT()
-_UNVERIFIED: Options = {"verify_signature": False}
 
 JwksFetch = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
 class JwksError(Exception):
     """Base class; the message is a fixed reason, never a token or key value."""
-
-
-class TokenRejected(JwksError):
-    """A problem with the token itself (shape, header, claims)."""
 
 
 class KeyNotFound(TokenRejected):
@@ -68,53 +61,6 @@ class JwksUnavailable(JwksError):
     def __init__(self, reason: str, status_code: int | None = None) -> None:
         super().__init__(reason)
         self.status_code = status_code
-
-
-def read_unverified(token: str, *, max_length: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims of a compact JWS before any check: only to choose an issuer and key.
-
-    Size, ASCII and shape are checked before any decoding; a JWE (five parts) is refused.
-    """
-    if len(token) > max_length:
-        raise TokenRejected("too long")
-    if not token.isascii():
-        raise TokenRejected("not ASCII")
-    if token.count(".") != 2:
-        raise TokenRejected("not a compact JWS")
-    try:
-        decoded = _UNVERIFIED_READER.decode_complete(token, options=_UNVERIFIED)
-    except PyJWTError:
-        raise TokenRejected("malformed") from None
-    return decoded["header"], decoded["payload"]
-
-
-def check_time_claims(claims: Mapping[str, Any], *, now: float, leeway: float) -> int:
-    """Check `exp` (required), `nbf` and `iat` against our clock, with leeway; return `exp`.
-
-    PyJWT's own time checks read the system clock, so callers turn them off and use this.
-    """
-    exp = _numeric_date(claims, "exp")
-    if exp is None:
-        raise TokenRejected("exp missing")
-    if exp <= now - leeway:
-        raise TokenRejected("expired")
-    for name in ("nbf", "iat"):
-        value = _numeric_date(claims, name)
-        if value is not None and value > now + leeway:
-            raise TokenRejected(f"{name} in the future")
-    return int(exp)
-
-
-def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    # the range test also refuses NaN and infinities, which json.loads accepts
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        0 <= value < _MAX_NUMERIC_DATE
-    ):
-        raise TokenRejected(f"{name} is not a NumericDate")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """Mint and verify this broker's agent tokens (RFC 9068 `at+jwt`, EdDSA or ES256).
 
 Verification here serves re-delegation and introspection; MCP servers verify with
-mcp_plugin. Every failure raises `TokenRejected` whose `reason` is for logs only: callers
-turn it into one opaque client error, as Fernet does. Time is checked against the `now`
-argument (PyJWT's own time checks are off), so tests pin the clock instead of sleeping.
+mcp_plugin. Every failure raises `broker.jws.TokenRejected`, whose message is for logs only:
+callers turn it into one opaque client error, as Fernet does. Shape and time checks are the
+shared ones in `broker.jws`, against the `now` argument, so tests pin the clock.
 """
 
 from __future__ import annotations
@@ -14,18 +14,14 @@ from typing import Any
 import jwt
 
 from broker.claims import AgentToken, parse_agent_claims
+from broker.jws import TokenRejected, check_time_claims, read_unverified
 from broker.keys import Keyring
 
 TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_BYTES = 8192
+MAX_SUBJECT_BYTES = 16 * 1024
 ALGORITHMS = ("EdDSA", "ES256")
 _ACCEPTED_TYP = ("at+jwt", "application/at+jwt")
-
-
-class TokenRejected(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 def mint(claims: Mapping[str, Any], ring: Keyring, now: float) -> str:
@@ -36,22 +32,11 @@ def mint(claims: Mapping[str, Any], ring: Keyring, now: float) -> str:
     )
 
 
-def read_header(token: str) -> dict[str, Any]:
-    if len(token) > MAX_TOKEN_BYTES or not token.isascii():
-        raise TokenRejected("oversized or non-ASCII token")
-    if token.count(".") != 2:
-        raise TokenRejected("not a compact JWS")
-    try:
-        return jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise TokenRejected("unreadable header") from None
-
-
 def peek_issuer(token: str) -> str | None:
     """The unverified `iss`, only to route a subject token to the right validator."""
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        _, claims = read_unverified(token, max_length=MAX_SUBJECT_BYTES)
+    except TokenRejected:
         return None
     iss = claims.get("iss")
     return iss if isinstance(iss, str) else None
@@ -66,7 +51,7 @@ def verify(
     leeway: int,
     audience: str | None = None,
 ) -> AgentToken:
-    header = read_header(token)
+    header, _ = read_unverified(token, max_length=MAX_TOKEN_BYTES)
     if str(header.get("typ", "")).lower() not in _ACCEPTED_TYP:
         raise TokenRejected("wrong typ")
     if "crit" in header:
@@ -89,11 +74,7 @@ def verify(
         token_claims = parse_agent_claims(claims)
     except ValueError as exc:
         raise TokenRejected(f"malformed claims: {exc}") from None
-    if token_claims.expires_at + leeway <= now:
-        raise TokenRejected("expired")
-    nbf = claims.get("nbf", token_claims.issued_at)
-    if not isinstance(nbf, int) or nbf - leeway > now or token_claims.issued_at - leeway > now:
-        raise TokenRejected("not yet valid")
+    check_time_claims(claims, now=now, leeway=leeway)
     if audience is not None and token_claims.audience != audience:
         raise TokenRejected("wrong audience")
     return token_claims

@@ -29,11 +29,9 @@ from broker.errors import DependencyUnavailable, InvalidGrant
 from broker.jwks import (
     JwksCache,
     JwksUnavailable,
-    TokenRejected,
-    check_time_claims,
     fetch_json,
-    read_unverified,
 )
+from broker.jws import TokenRejected, check_time_claims, read_unverified
 from broker.ports import Clock, SubjectIdentity
 
 log = logging.getLogger(__name__)

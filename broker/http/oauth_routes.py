@@ -21,6 +21,7 @@ from broker.http.errors import NO_STORE
 from broker.http.forms import read_form
 from broker.http.metrics import EXCHANGE_SECONDS, EXCHANGES
 from broker.http.services import BrokerServices
+from broker.jws import TokenRejected
 
 router = APIRouter()
 log = logging.getLogger("broker.exchange")
@@ -91,8 +92,8 @@ async def introspect(request: Request) -> JSONResponse:
             token_value, services.keyring.current(now), issuer=services.settings.issuer,
             now=now, leeway=0, audience=resource,
         )
-    except tokens.TokenRejected as exc:
-        log.debug("introspection: token inactive (%s)", exc.reason)
+    except TokenRejected as exc:
+        log.debug("introspection: token inactive (%s)", exc)
         return inactive
     try:
         session = await services.sessions.get_session(agent_token.sid)

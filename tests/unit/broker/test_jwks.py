@@ -17,11 +17,9 @@ from broker.jwks import (
     JwksCache,
     JwksUnavailable,
     KeyNotFound,
-    TokenRejected,
-    check_time_claims,
     fetch_json,
-    read_unverified,
 )
+from broker.jws import TokenRejected, check_time_claims, read_unverified
 from tests.support.jose import (
     ED_KEY,
     ES256_KEY,

@@ -12,6 +12,7 @@ import pytest
 
 from broker import tokens
 from broker.claims import build_act, build_agent_claims, parse_act
+from broker.jws import TokenRejected
 from broker.keys import Keyring, KeyringFile, generate_key
 
 ISSUER = "https://broker.test"
@@ -79,7 +80,7 @@ def _swap_payload(token: str, **changes) -> str:
     ("make", "now", "audience", "reason"),
     [
         pytest.param(lambda t, r: t, T0 + 331, None, "expired", id="expired-past-leeway"),
-        pytest.param(lambda t, r: t, T0 - 31, None, "not yet valid", id="not-yet-valid"),
+        pytest.param(lambda t, r: t, T0 - 31, None, "in the future", id="not-yet-valid"),
         pytest.param(lambda t, r: t, T0, "https://other.test/mcp", "wrong audience",
                      id="wrong-audience"),
         pytest.param(lambda t, r: _swap_payload(t, scope="crm:read crm:delete"), T0, None,
@@ -101,13 +102,13 @@ def _swap_payload(token: str, **changes) -> str:
                      headers={"kid": r.keys[0].kid, "typ": "at+jwt"}),
                      T0, None, "signature or claims", id="other-issuer"),
         pytest.param(lambda t, r: t + "." + t, T0, None, "compact", id="jwe-shaped"),
-        pytest.param(lambda t, r: "é" + t, T0, None, "non-ASCII", id="non-ascii"),
-        pytest.param(lambda t, r: t + "A" * 9000, T0, None, "oversized", id="oversized"),
+        pytest.param(lambda t, r: "é" + t, T0, None, "not ASCII", id="non-ascii"),
+        pytest.param(lambda t, r: t + "A" * 9000, T0, None, "too long", id="oversized"),
     ],
 )
 def test_verify_rejects(ring: Keyring, make, now, audience, reason) -> None:
     token = make(tokens.mint(claims(), ring, T0), ring)
-    with pytest.raises(tokens.TokenRejected, match=reason):
+    with pytest.raises(TokenRejected, match=reason):
         tokens.verify(token, ring, issuer=ISSUER, now=now, leeway=30, audience=audience)
 
 
