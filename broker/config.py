@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from broker.scopes import check_scope_syntax
@@ -139,6 +147,38 @@ class Resource(_Strict):
         return self
 
 
+class AuditSettings(_Strict):
+    """The audit trail: Redis streams trimmed to a length, so memory stays bounded."""
+
+    max_len: int = Field(default=100_000, ge=100)
+    per_subject_max_len: int = Field(default=10_000, ge=10)
+    """Each user's and each agent's own stream (for fast filtered queries)."""
+    retention_seconds: int = Field(default=30 * 86_400, ge=3600)
+    """An idle user's or agent's stream, and the list of past revocations, expire after this."""
+
+
+class ConsoleSettings(_Strict):
+    """The web console at /admin/: an OIDC client of an upstream issuer (code flow)."""
+
+    client_id: str
+    client_secret: SecretStr | None = None
+    """From `BROKER_ADMIN__CONSOLE__CLIENT_SECRET` or a secrets file, not from YAML."""
+    issuer: str | None = None
+    """Which `upstream_issuers` entry to sign in with; the first one when not set."""
+    session_secret: SecretStr
+    """Signs the console's session cookie; from env or a secrets file."""
+    scopes: str = "openid profile email"
+    session_max_age_seconds: int = Field(default=3600, ge=60, le=86_400)
+    secure_cookies: bool | None = None
+    """Default: when `issuer` (the broker's) is https."""
+
+
+class AdminSettings(_Strict):
+    audiences: list[str] = []
+    """Accepted `aud` of admin bearer tokens from `upstream_issuers`; empty closes the admin API."""
+    console: ConsoleSettings | None = None
+
+
 class BrokerSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="BROKER_", env_nested_delimiter="__", extra="forbid", frozen=True,
@@ -159,6 +199,11 @@ class BrokerSettings(BaseSettings):
     resources: list[Resource] = []
     max_request_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     upstream_http_timeout_ms: int = Field(default=2000, ge=100)
+    revocation_retention_seconds: int = Field(default=86_400, ge=60)
+    """How long a user or agent revocation keeps refusing subject tokens issued before it:
+    set it at least as long as the upstream issuers' longest token lifetime."""
+    audit: AuditSettings = AuditSettings()
+    admin: AdminSettings = AdminSettings()
 
     _issuer = field_validator("issuer")(lambda v: _check_absolute_uri(v).rstrip("/"))
 
@@ -170,6 +215,16 @@ class BrokerSettings(BaseSettings):
         problems += _duplicates("agents", [a.client_id for a in self.agents])
         problems += _duplicates("resources", [r.uri for r in self.resources])
         problems += _duplicates("upstream_issuers", [u.issuer for u in self.upstream_issuers])
+        console = self.admin.console
+        if console is not None:
+            if not self.admin.audiences:
+                problems.append("admin.audiences: the console needs at least one admin audience")
+            known = {u.issuer for u in self.upstream_issuers}
+            if console.issuer is not None and console.issuer not in known:
+                problems.append(f"admin.console.issuer: {console.issuer!r} is not in "
+                                "`upstream_issuers`")
+            if console.issuer is None and not known:
+                problems.append("admin.console: needs an entry in `upstream_issuers`")
         catalog = {r.uri: r for r in self.resources}
         agent_ids = {a.client_id for a in self.agents}
         for i, agent in enumerate(self.agents):

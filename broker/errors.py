@@ -87,3 +87,25 @@ class DependencyUnavailable(Exception):
 
     The grant turns it into TemporarilyUnavailable; it never reaches a client as-is.
     """
+
+
+class InvalidToken(OAuthError):
+    """RFC 6750 §3.1: the bearer token of an admin request is missing, bad or expired."""
+
+    error = "invalid_token"
+    status_code = 401
+    default_description = "The access token is missing, invalid or expired."
+
+
+class AccessDenied(OAuthError):
+    """Authenticated, but policy does not allow this admin action."""
+
+    error = "access_denied"
+    status_code = 403
+    default_description = "You are not allowed to do this."
+
+
+class NotFound(OAuthError):
+    error = "not_found"
+    status_code = 404
+    default_description = "No such object, or you may not see it."

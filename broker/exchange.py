@@ -37,6 +37,7 @@ from broker.ports import (
     SubjectIdentity,
     SubjectTokenValidator,
 )
+from broker.revocation import Revoked, TokenFacts
 from broker.sessions import SessionRecord
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -163,6 +164,8 @@ class TokenExchangeGrant:
             principal_attr=attr, chain=(client.client_id,), parent=None, root_sid=sid, sid=sid,
             expires_at=min(now + self.settings.token_ttl_seconds, identity.expires_at),
             lineage_expires_at=now + self.settings.session_ttl_seconds,
+            material=TokenFacts(subject=identity.subject, actors=(client.client_id,),
+                                issued_at=identity.issued_at),
         )
 
     async def _redelegate(self, client: Agent, request: ExchangeRequest,
@@ -192,13 +195,16 @@ class TokenExchangeGrant:
             expires_at=min(now + self.settings.token_ttl_seconds, parent.expires_at,
                            session.lineage_expires_at),
             lineage_expires_at=session.lineage_expires_at,
+            material=TokenFacts(subject=parent.subject, actors=(*parent.chain, client.client_id),
+                                issued_at=parent.issued_at, jti=parent.jti, sid=parent.sid),
         )
 
     async def _finish(self, client: Agent, request: ExchangeRequest,
                       decision: scope_algebra.ScopeDecision, now: int, *, subject: str,
                       issuer: str, roles: tuple[str, ...], principal_attr: dict[str, Any],
                       chain: tuple[str, ...], parent: str | None, root_sid: str, sid: str,
-                      expires_at: int, lineage_expires_at: int) -> ExchangeResult:
+                      expires_at: int, lineage_expires_at: int,
+                      material: TokenFacts) -> ExchangeResult:
         if expires_at <= now:
             raise InvalidGrant()
         if decision.granted:
@@ -224,9 +230,13 @@ class TokenExchangeGrant:
             principal_attr=principal_attr,
         )
         try:
-            await self._sessions.open_session(record)
+            await self._sessions.open_session(record, material=material)
         except DependencyUnavailable:
             raise TemporarilyUnavailable() from None
+        except Revoked as revoked:
+            log.info("exchange refused: subject material revoked",
+                     extra={"sub": subject, "agent": client.client_id, "entry": str(revoked)})
+            raise InvalidGrant("The subject token has been revoked.") from None
         claims = build_agent_claims(
             issuer=self.settings.issuer, subject=subject, audience=request.resource,
             client_id=client.client_id, scopes=granted, chain=chain, roles=roles, sid=sid,

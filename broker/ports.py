@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from broker.revocation import TokenFacts
 from broker.sessions import SessionRecord
 
 Clock = Callable[[], float]
@@ -26,6 +27,8 @@ class SubjectIdentity:
     roles: tuple[str, ...]
     expires_at: int
     claims: Mapping[str, Any] = field(repr=False)
+    issued_at: int = 0
+    """The token's `iat`: revocations of the user or agent cover tokens issued before them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,10 @@ class DelegationPolicy(Protocol):
 
 
 class SessionStore(Protocol):
-    async def open_session(self, record: SessionRecord) -> None:
-        """Persist the session before its token is returned; atomic, one round trip."""
+    async def open_session(self, record: SessionRecord, *, material: TokenFacts) -> None:
+        """Persist the session, its indexes and its audit record before the token is returned:
+        atomic, one round trip. Raise `Revoked` instead when `material` (the subject token
+        the exchange stands on, with the new chain) is covered by a revocation."""
 
     async def get_session(self, sid: str) -> SessionRecord | None: ...
 

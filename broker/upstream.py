@@ -178,6 +178,7 @@ class UpstreamValidator:
             roles=roles_from_claims(claims, trusted.roles_claim),
             expires_at=expires_at,
             claims=MappingProxyType(claims),
+            issued_at=int(claims["iat"]),
         )
 
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from broker.config import BrokerSettings
-from broker.http import discovery_routes, oauth_routes
+from broker.http import admin_routes, discovery_routes, oauth_routes
 from broker.http.errors import install_error_handlers
 from broker.http.services import build_services
 from broker.ports import Clock
@@ -31,4 +31,5 @@ def create_app(settings: BrokerSettings, *, clock: Clock = time.time) -> FastAPI
     install_error_handlers(app)
     app.include_router(oauth_routes.router)
     app.include_router(discovery_routes.router)
+    app.include_router(admin_routes.router)
     return app

@@ -30,6 +30,7 @@ def build_metadata(services: BrokerServices) -> dict[str, Any]:
         "issuer": issuer,
         "token_endpoint": f"{issuer}/oauth2/token",
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
+        "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": [GRANT_TYPE],
         "response_types_supported": [],
@@ -40,6 +41,9 @@ def build_metadata(services: BrokerServices) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "introspection_endpoint_auth_methods_supported": [
             "client_secret_basic", "client_secret_post",
+        ],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "private_key_jwt",
         ],
         "token_types_supported": [
             "urn:ietf:params:oauth:token-type:access_token",

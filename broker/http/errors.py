@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.errors import InvalidClient, InvalidRequest, OAuthError
+from broker.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -24,6 +24,8 @@ def oauth_response(exc: OAuthError, *, basic_challenge: bool = False) -> JSONRes
     headers = dict(NO_STORE)
     if isinstance(exc, InvalidClient) and basic_challenge:
         headers["WWW-Authenticate"] = 'Basic realm="agent-broker", charset="UTF-8"'
+    if isinstance(exc, InvalidToken):  # RFC 6750 §3
+        headers["WWW-Authenticate"] = 'Bearer realm="agent-broker", error="invalid_token"'
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 

@@ -1,4 +1,4 @@
-"""POST /oauth2/token (RFC 8693) and POST /oauth2/introspect (RFC 7662)."""
+"""POST /oauth2/token (RFC 8693), /oauth2/introspect (RFC 7662) and /oauth2/revoke (RFC 7009)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from broker.http.forms import read_form
 from broker.http.metrics import EXCHANGE_SECONDS, EXCHANGES
 from broker.http.services import BrokerServices
 from broker.jws import TokenRejected
+from broker.revocation import RevocationTarget, TargetKind, TokenFacts
 
 router = APIRouter()
 log = logging.getLogger("broker.exchange")
@@ -101,5 +102,49 @@ async def introspect(request: Request) -> JSONResponse:
         raise TemporarilyUnavailable() from None
     if session is None or session.jti != agent_token.jti:
         return inactive
+    facts = TokenFacts(subject=agent_token.subject, actors=agent_token.chain,
+                       issued_at=agent_token.issued_at, jti=agent_token.jti, sid=agent_token.sid)
+    try:
+        revoked = await services.admin.check_token(facts)
+    except DependencyUnavailable:
+        raise TemporarilyUnavailable() from None
+    if revoked is not None:
+        return inactive
     body = {"active": True, "token_type": "Bearer", **agent_token.claims}
     return JSONResponse(body, headers=NO_STORE)
+
+
+@router.post("/oauth2/revoke", openapi_extra=_FORM_DOC, tags=["oauth2"])
+async def revoke(request: Request) -> JSONResponse:
+    """RFC 7009: an agent revokes one of its own tokens, and with it every token delegated from
+    it. Tokens that are not ours, malformed or already expired get 200: nothing to revoke."""
+    services = _services(request)
+    form = await read_form(request, services.settings.max_request_bytes)
+    client_id = await services.agent_auth.authenticate(request.headers, form)
+    token_value = form.get("token")
+    if not token_value:
+        raise InvalidRequest("The token parameter is required.")
+    now = services.clock()
+    ok = JSONResponse({}, headers=NO_STORE)
+    try:
+        agent_token = tokens.verify(
+            token_value, services.keyring.current(now), issuer=services.settings.issuer,
+            now=now, leeway=0,
+        )
+    except TokenRejected as exc:
+        log.debug("revocation: not a live token of ours (%s)", exc)
+        return ok
+    if agent_token.client_id != client_id:
+        raise UnauthorizedClient("A client may only revoke tokens issued to it.")
+    try:
+        session = await services.sessions.get_session(agent_token.sid)
+        await services.admin.revoke(
+            RevocationTarget(TargetKind.TOKEN, jti=agent_token.jti),
+            revoked_by=f"client:{client_id}", reason="RFC 7009 revocation by the agent",
+            expires_at=agent_token.expires_at, session=session,
+        )
+    except DependencyUnavailable:
+        raise TemporarilyUnavailable() from None
+    log.info("token revoked by its agent",
+             extra={"agent": client_id, "sid": agent_token.sid, "sub": agent_token.subject})
+    return ok

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 
+from broker.admin.service import AdminService
 from broker.client_assertion import ClientAssertionVerifier
 from broker.config import BrokerSettings, PrivateKeyJwtAuth
 from broker.exchange import TokenExchangeGrant
@@ -22,6 +23,9 @@ from broker.pdp.cerbos import CerbosPolicyPoint
 from broker.ports import Clock
 from broker.secrets import SecretVerifier
 from broker.stores import redis as redis_stores
+from broker.stores.redis_audit import RedisAuditLog
+from broker.stores.redis_revocations import RedisRevocationStore
+from broker.stores.redis_sessions import RedisSessionStore
 from broker.upstream import UpstreamValidator
 
 
@@ -33,11 +37,14 @@ class BrokerServices:
     redis: aioredis.Redis
     http: httpx.AsyncClient
     pdp: CerbosPolicyPoint
-    sessions: redis_stores.RedisSessionStore
+    sessions: RedisSessionStore
     redis_health: redis_stores.RedisHealth
     grant: TokenExchangeGrant
     agent_auth: ClientAuthenticator
     resource_auth: ClientAuthenticator
+    admin: AdminService
+    admin_tokens: UpstreamValidator | None
+    """Validates admins' bearer tokens (upstream issuers, `admin.audiences`); None: closed."""
 
     @property
     def token_endpoint(self) -> str:
@@ -62,7 +69,8 @@ def build_services(settings: BrokerSettings, clock: Clock = time.time) -> Broker
     redis = redis_stores.connect(settings.redis_url, settings.redis_timeout_ms)
     keys = redis_stores.RedisKeys(settings.redis_key_prefix)
     edge = (redis, keys, settings.redis_timeout_ms, clock)
-    sessions = redis_stores.RedisSessionStore(*edge)
+    sessions = RedisSessionStore(*edge, audit_settings=settings.audit)
+    revocations = RedisRevocationStore(*edge, audit_settings=settings.audit)
     pdp = CerbosPolicyPoint(
         settings.cerbos.address, timeout_ms=settings.cerbos.timeout_ms, tls=settings.cerbos.tls,
         max_resources_per_request=settings.cerbos.max_resources_per_request,
@@ -93,8 +101,17 @@ def build_services(settings: BrokerSettings, clock: Clock = time.time) -> Broker
          for r in settings.resources if r.client_id is not None and r.auth is not None},
         secrets=secrets, assertions=assertions, replay=replay, key_sets={},
     )
+    admin = AdminService(settings, sessions=sessions, revocations=revocations,
+                         audit=RedisAuditLog(*edge), clock=clock)
+    admin_tokens = None
+    if settings.admin.audiences:
+        admin_issuers = [u.model_copy(update={"audiences": settings.admin.audiences})
+                         for u in settings.upstream_issuers]
+        admin_tokens = UpstreamValidator(admin_issuers, http, clock=clock,
+                                         leeway_seconds=settings.clock_leeway_seconds)
     return BrokerServices(
         settings=settings, clock=clock, keyring=keyring, redis=redis, http=http, pdp=pdp,
         sessions=sessions, redis_health=redis_stores.RedisHealth(*edge), grant=grant,
-        agent_auth=agent_auth, resource_auth=resource_auth,
+        agent_auth=agent_auth, resource_auth=resource_auth, admin=admin,
+        admin_tokens=admin_tokens,
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -25,6 +26,7 @@ from broker.errors import DependencyUnavailable
 from broker.ports import DelegationQuestion
 
 RESOURCE_KIND = "delegated_scope"
+ADMIN_KIND = "broker_admin"
 ACTION = "delegate"
 BASE_ROLE = "user"
 """Every authenticated human has this Cerbos role besides the upstream ones."""
@@ -33,6 +35,24 @@ BASE_ROLE = "user"
 _ROLE = re.compile(r"^[A-Za-z][\w@.\-/]*(:[A-Za-z][\w@.\-/]*)*$")
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminPrincipal:
+    """A human at the admin API or console, from a verified upstream token."""
+
+    subject: str
+    roles: tuple[str, ...]
+    attr: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCheck:
+    """One question about an admin action; resource ids must be unique within a request."""
+
+    action: str
+    resource_id: str
+    attr: Mapping[str, Any] = field(default_factory=dict)
 
 
 def to_value(data: Any) -> struct_pb2.Value:
@@ -108,6 +128,24 @@ class CerbosPolicyPoint:
                 if result.actions.get(ACTION) == effect_pb2.EFFECT_ALLOW:
                     allowed.add(result.resource.id)
         return frozenset(allowed)
+
+    async def check_admin(self, principal: AdminPrincipal,
+                          checks: Sequence[AdminCheck]) -> list[bool]:
+        """One CheckResources for an admin request: is each (resource, action) allowed?"""
+        entries = [
+            ResourceEntry(actions=[c.action], resource=engine_pb2.Resource(
+                kind=ADMIN_KIND, id=c.resource_id, attr=_to_values(c.attr)))
+            for c in checks
+        ]
+        roles = [r for r in dict.fromkeys((*principal.roles, BASE_ROLE)) if _ROLE.match(r)]
+        cerbos_principal = engine_pb2.Principal(id=principal.subject, roles=roles,
+                                                attr=_to_values(principal.attr))
+        response = await self._call(self._client.check_resources(cerbos_principal, entries))
+        by_id = {}
+        for result in response.results:
+            by_id[result.resource.id] = result.actions
+        return [by_id.get(c.resource_id, {}).get(c.action) == effect_pb2.EFFECT_ALLOW
+                for c in checks]
 
     async def ping(self) -> None:
         await self._call(self._client.server_info())

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 from broker.errors import DependencyUnavailable
 from broker.ports import Clock
+from broker.revocation import Revoked, TokenFacts, check_revoked
 from broker.sessions import SessionRecord
 
 
 class MemorySessionStore:
     def __init__(self) -> None:
         self.sessions: dict[str, SessionRecord] = {}
+        self.cutoffs: dict[str, int] = {}
+        """Revocation entries, field -> cutoff (docs/revocation-protocol.md)."""
         self.fail = False
 
-    async def open_session(self, record: SessionRecord) -> None:
+    async def open_session(self, record: SessionRecord, *, material: TokenFacts) -> None:
         if self.fail:
             raise DependencyUnavailable("memory store set to fail")
+        hit = check_revoked(material, dict(self.cutoffs))
+        if hit is not None:
+            raise Revoked(hit)
         self.sessions[record.sid] = record
 
     async def get_session(self, sid: str) -> SessionRecord | None:

@@ -1,9 +1,8 @@
-"""Redis-backed session store and replay cache.
+"""Redis connection, key names, and the small stores: replay cache and health check.
 
-One pipelined MULTI per exchange writes the session and its indexes (by user, by agent, by
-parent), so a session is either fully recorded or not at all, in one round trip. Every
+Sessions, revocations and the audit trail have their own modules beside this one. Every
 command runs under the configured timeout; a slow or absent Redis raises
-`DependencyUnavailable` and the grant mints nothing.
+`DependencyUnavailable`, and callers fail closed (nothing minted, nothing allowed).
 """
 
 from __future__ import annotations
@@ -17,9 +16,17 @@ from redis.exceptions import RedisError
 
 from broker.errors import DependencyUnavailable
 from broker.ports import Clock
-from broker.sessions import SessionRecord
 
 T = TypeVar("T")
+
+
+def text(value: object) -> str:
+    """A Redis reply as text: the client returns bytes; its type hints allow more."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"unexpected Redis reply of type {type(value).__name__}")
 
 
 def connect(url: str, timeout_ms: int) -> aioredis.Redis:
@@ -46,11 +53,43 @@ class RedisKeys:
     def children(self, sid: str) -> str:
         return f"{self.prefix}sessions:children:{sid}"
 
+    def all_sessions(self) -> str:
+        return f"{self.prefix}sessions:all"
+
+    def jti(self, jti: str) -> str:
+        return f"{self.prefix}jti:{jti}"
+
     def replay(self, key: str) -> str:
         return f"{self.prefix}replay:{key}"
 
+    @property
+    def revoked(self) -> str:
+        """The revocation hash, and the pub/sub channel of the same name."""
+        return f"{self.prefix}revoked"
 
-class _RedisEdge:
+    @property
+    def revoked_forget(self) -> str:
+        return f"{self.prefix}revoked:forget"
+
+    def revocation(self, rid: str) -> str:
+        return f"{self.prefix}revocation:{rid}"
+
+    @property
+    def revocations(self) -> str:
+        return f"{self.prefix}revocations"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}audit"
+
+    def audit_by_user(self, subject: str) -> str:
+        return f"{self.prefix}audit:user:{subject}"
+
+    def audit_by_agent(self, agent: str) -> str:
+        return f"{self.prefix}audit:agent:{agent}"
+
+
+class RedisEdge:
     def __init__(self, client: aioredis.Redis, keys: RedisKeys, timeout_ms: int,
                  clock: Clock) -> None:
         self._redis, self._keys, self._clock = client, keys, clock
@@ -64,29 +103,7 @@ class _RedisEdge:
             raise DependencyUnavailable(f"redis: {type(exc).__name__}") from None
 
 
-class RedisSessionStore(_RedisEdge):
-    async def open_session(self, record: SessionRecord) -> None:
-        now = int(self._clock())
-        ttl = max(record.expires_at - now, 1)
-        keys = self._keys
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.set(keys.session(record.sid), record.to_json(), ex=ttl)
-        for index in (keys.by_user(record.subject), keys.by_agent(record.agent)):
-            pipe.zadd(index, {record.sid: record.expires_at})
-            pipe.zremrangebyscore(index, "-inf", now)  # keep indexes bounded by live sessions
-            pipe.expireat(index, record.lineage_expires_at, gt=True)
-            pipe.expireat(index, record.lineage_expires_at, nx=True)
-        if record.parent_sid is not None:
-            pipe.sadd(keys.children(record.parent_sid), record.sid)
-            pipe.expireat(keys.children(record.parent_sid), record.lineage_expires_at)
-        await self._call(pipe.execute())
-
-    async def get_session(self, sid: str) -> SessionRecord | None:
-        raw = await self._call(self._redis.get(self._keys.session(sid)))
-        return None if raw is None else SessionRecord.from_json(raw)
-
-
-class RedisReplayCache(_RedisEdge):
+class RedisReplayCache(RedisEdge):
     async def first_use(self, key: str, expires_at: int) -> bool:
         stored = await self._call(
             self._redis.set(self._keys.replay(key), b"1", nx=True,
@@ -95,6 +112,6 @@ class RedisReplayCache(_RedisEdge):
         return bool(stored)
 
 
-class RedisHealth(_RedisEdge):
+class RedisHealth(RedisEdge):
     async def ping(self) -> None:
         await self._call(self._redis.ping())
