@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from broker import logs
+from broker import cli_admin, logs
+from broker.audit import AuditQuery
 from broker.config import BrokerSettings, ConfigError, load_settings
 from broker.keys import KeyFileError, KeyringFile
 from broker.secrets import generate_secret, hash_secret
@@ -21,6 +22,7 @@ keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 agents_app = typer.Typer(help="Registered agents.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
+app.add_typer(cli_admin.sessions_app, name="sessions")
 
 ConfigOption = Annotated[
     Path | None,
@@ -138,6 +140,56 @@ def agents_hash_secret(
         # Plain echo, never wrapped: these lines are copied verbatim.
         typer.echo(f"generated secret (give it to the agent, store it nowhere else): {secret}")
     typer.echo(hash_secret(secret))
+
+
+@cli_admin.sessions_app.command("list")
+def sessions_list(
+    config: ConfigOption = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's sessions.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only sessions of this agent.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """Show live agent sessions, with their chains, scopes and revocation status."""
+    cli_admin.list_sessions(_settings(config), user, agent, limit)
+
+
+@cli_admin.sessions_app.command("revoke")
+def sessions_revoke(sid: str, config: ConfigOption = None, reason: cli_admin.Reason = "") -> None:
+    """Revoke one session and every session delegated from it."""
+    cli_admin.revoke_session(_settings(config), sid, reason)
+
+
+@app.command("revoke")
+def revoke(
+    config: ConfigOption = None,
+    user: Annotated[str | None, typer.Option(help="Every session of this user.")] = None,
+    agent: Annotated[str | None, typer.Option(
+        help="Every session of this agent (with --user: of that pair only).")] = None,
+    session: Annotated[str | None, typer.Option(help="One session and its descendants.")] = None,
+    token: Annotated[str | None, typer.Option(help="One token, by its jti.")] = None,
+    reason: cli_admin.Reason = "",
+) -> None:
+    """Revoke now: every MCP server using mcp_plugin refuses the affected tokens."""
+    cli_admin.revoke(_settings(config), user=user, agent=agent, session=session, token=token,
+                     reason=reason)
+
+
+@app.command("audit")
+def audit(
+    config: ConfigOption = None,
+    user: Annotated[str | None, typer.Option()] = None,
+    agent: Annotated[str | None, typer.Option()] = None,
+    type: Annotated[str | None, typer.Option(help="exchange or revocation.")] = None,
+    since: Annotated[int | None, typer.Option(help="Epoch seconds.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """Read the audit trail, newest first."""
+    try:
+        query = AuditQuery(user=user, agent=agent, type=type, since=since, limit=limit)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    cli_admin.show_audit(_settings(config), query)
 
 
 def _ts(epoch: int) -> str:

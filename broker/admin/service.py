@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from broker.audit import AuditQuery
 from broker.config import BrokerSettings
 from broker.ports import Clock
@@ -23,6 +25,7 @@ from broker.revocation import (
     plan_revocation,
 )
 from broker.sessions import SessionRecord
+from broker.stores.redis import RedisKeys, connect
 from broker.stores.redis_audit import RedisAuditLog
 from broker.stores.redis_revocations import RedisRevocationStore, RevocationInfo
 from broker.stores.redis_sessions import RedisSessionStore
@@ -63,10 +66,17 @@ class RevocationOutcome:
 
 class AdminService:
     def __init__(self, settings: BrokerSettings, *, sessions: RedisSessionStore,
-                 revocations: RedisRevocationStore, audit: RedisAuditLog, clock: Clock) -> None:
+                 revocations: RedisRevocationStore, audit: RedisAuditLog, clock: Clock,
+                 client: aioredis.Redis | None = None) -> None:
         self.settings = settings
         self.sessions, self.revocations, self.audit_log = sessions, revocations, audit
         self._clock = clock
+        self._own_client = client
+        """Closed by `aclose` when this service opened it (the CLI); else the app owns it."""
+
+    async def aclose(self) -> None:
+        if self._own_client is not None:
+            await self._own_client.aclose()
 
     async def list_sessions(self, *, user: str | None = None, agent: str | None = None,
                             offset: int = 0, limit: int = 50,
@@ -101,6 +111,8 @@ class AdminService:
         """Revoke `target`; `session` (the record of a session target) names whom it concerns
         in the audit trail and bounds how long its entry is kept."""
         settings = self.settings
+        if session is None and target.kind is TargetKind.TOKEN and target.jti is not None:
+            session = await self.sessions.session_of_token(target.jti)
         if session is not None and expires_at is None:
             expires_at = session.expires_at
         plan = plan_revocation(
@@ -135,3 +147,14 @@ class AdminService:
              "dpop_bound": a.dpop_bound}
             for a in self.settings.agents
         ]
+
+
+def connect_admin_service(settings: BrokerSettings, clock: Clock) -> AdminService:
+    """An AdminService with its own Redis connection (the CLI's); `aclose()` when done."""
+    client = connect(settings.redis_url, settings.redis_timeout_ms)
+    edge = (client, RedisKeys(settings.redis_key_prefix), settings.redis_timeout_ms, clock)
+    return AdminService(
+        settings, sessions=RedisSessionStore(*edge, audit_settings=settings.audit),
+        revocations=RedisRevocationStore(*edge, audit_settings=settings.audit),
+        audit=RedisAuditLog(*edge), clock=clock, client=client,
+    )

@@ -56,6 +56,10 @@ class RedisSessionStore(RedisEdge):
         raw = await self._call(self._redis.get(self._keys.session(sid)))
         return None if raw is None else SessionRecord.from_json(raw)
 
+    async def session_of_token(self, jti: str) -> SessionRecord | None:
+        sid = await self._call(self._redis.get(self._keys.jti(jti)))
+        return None if sid is None else await self.get_session(text(sid))
+
     async def get_sessions(self, sids: Sequence[str]) -> list[SessionRecord]:
         if not sids:
             return []
