@@ -12,6 +12,9 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from broker.errors import DependencyUnavailable
@@ -31,9 +34,13 @@ def text(value: object) -> str:
 
 def connect(url: str, timeout_ms: int) -> aioredis.Redis:
     seconds = timeout_ms / 1000
+    # After a Redis restart every pooled connection is dead; retry a command once, at once,
+    # on a fresh connection, so the first request after recovery is not a spurious 503.
+    # The caller's own deadline (`RedisEdge._call`) still bounds the whole attempt.
     return aioredis.Redis.from_url(
         url, socket_timeout=seconds, socket_connect_timeout=seconds,
         health_check_interval=30, max_connections=256,
+        retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError],
     )
 
 
