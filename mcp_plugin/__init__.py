@@ -22,6 +22,7 @@ from mcp_plugin.revocation import (
     StaticRevocations,
     TokenFacts,
 )
+from mcp_plugin.revocation_feed import RedisRevocationFeed
 from mcp_plugin.verifier import BrokerTokenVerifier
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "PolicyDecisionPoint",
     "Principal",
     "Protection",
+    "RedisRevocationFeed",
     "ResourceRef",
     "RevocationUnavailable",
     "RevocationView",

@@ -5,11 +5,16 @@ It wires `BrokerTokenVerifier` (every request carries a valid agent token, or ge
 `CerbosAuthorization` (every list, call, read and get is decided by Cerbos), serves RFC 9728
 protected resource metadata naming the broker as the authorization server, and answers a
 tool call that a missing scope would unlock with a 403 step-up challenge.
+
+With `redis_url`, revocations come from the broker through a `RedisRevocationFeed`, started
+and closed with the server's lifespan (a component-less FastMCP `Provider`, the public hook
+for that); the verifier also starts it on first use, for apps served without a lifespan.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 from fastmcp import FastMCP
 from fastmcp.server.auth import RemoteAuthProvider
+from fastmcp.server.providers import Provider
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from pydantic import AnyHttpUrl
 from starlette.middleware import Middleware as ASGIMiddleware
@@ -31,11 +37,10 @@ from mcp_plugin.pdp import (
     PolicyDecisionPoint,
 )
 from mcp_plugin.principal import DEFAULT_RESOURCE_KIND
-from mcp_plugin.revocation import RevocationView, StaticRevocations
+from mcp_plugin.revocation import ManagedRevocationView, RevocationView, StaticRevocations
+from mcp_plugin.revocation_feed import RedisRevocationFeed
 from mcp_plugin.step_up import StepUpChallenge
 from mcp_plugin.verifier import MAX_LEEWAY_SECONDS, BrokerTokenVerifier
-
-logger = logging.getLogger("mcp_plugin")
 
 
 class BrokerAuthProvider(RemoteAuthProvider):
@@ -109,6 +114,22 @@ class BrokerAuthProvider(RemoteAuthProvider):
         return middleware
 
 
+class RevocationViewLifespan(Provider):
+    """No components: it only starts a revocation view with the server and closes it after."""
+
+    def __init__(self, view: ManagedRevocationView) -> None:
+        super().__init__()
+        self.view = view
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        await self.view.start()
+        try:
+            yield
+        finally:
+            await self.view.aclose()
+
+
 @dataclass(frozen=True, slots=True)
 class Protection:
     """What `protect` installed, for tests and for servers that want to reach the parts."""
@@ -135,22 +156,31 @@ def protect(
     leeway: int = MAX_LEEWAY_SECONDS,
     step_up_challenge: bool = True,
     http_client: httpx.AsyncClient | None = None,
+    revocation_key_prefix: str = "ab:",
+    revocation_staleness_seconds: float = 5.0,
 ) -> Protection:
     """Protect `mcp`: agent tokens of `broker` for `resource`, every operation asked of Cerbos.
 
     `broker` is the broker's issuer URL, `resource` this server's MCP endpoint URI (the `aud`
     of its tokens; its path is where the server must be mounted), `cerbos` a gRPC "host:port"
     or any `PolicyDecisionPoint`. Call it once, before serving.
+
+    Revocations: `revocations` if given (its lifecycle stays the caller's), else a
+    `RedisRevocationFeed` on `redis_url` (the broker's `redis_key_prefix` must equal
+    `revocation_key_prefix`; every token is refused while the feed has heard nothing from
+    Redis for `revocation_staleness_seconds`), else an empty `StaticRevocations`.
     """
     if mcp.auth is not None:
         raise ValueError("this FastMCP server already has an auth provider")
-    if revocations is None:
+    if revocations is None and redis_url is not None:
+        feed = RedisRevocationFeed(
+            redis_url, key_prefix=revocation_key_prefix,
+            staleness_seconds=revocation_staleness_seconds,
+        )
+        mcp.add_provider(RevocationViewLifespan(feed))
+        revocations = feed
+    elif revocations is None:
         revocations = StaticRevocations()
-        if redis_url is not None:
-            logger.warning(
-                "redis_url given, but this mcp_plugin has no Redis revocation feed yet: "
-                "only revocations added to the local view are enforced"
-            )
     verifier = BrokerTokenVerifier(
         broker=broker, resource=resource, revocations=revocations, leeway=leeway,
         http_client=http_client,

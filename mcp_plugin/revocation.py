@@ -6,10 +6,11 @@ that cannot vouch for its freshness (e.g. a feed that lost its source for too lo
 `RevocationUnavailable`, and the verifier refuses the token: fail closed.
 
 `StaticRevocations` is the in-memory reference view, filled by hand (tests, or a server with
-no revocation feed). A Redis-fed view (the revocation issue) implements the same Protocol and
-keeps itself current in the background: if it is a `ManagedRevocationView`, the verifier
-awaits its `start()` (which must be idempotent) before the first check, in the serving event
-loop, and the view must then answer `is_revoked` from memory.
+no revocation feed). `RedisRevocationFeed` (mcp_plugin.revocation_feed) is the production view:
+it mirrors the broker's revocations from Redis in the background (docs/revocation-protocol.md)
+and fails closed when it has not heard from Redis within its staleness bound. Being a
+`ManagedRevocationView`, it is started by the verifier before the first check (`start()` is
+idempotent and runs in the serving event loop), and by `protect` with the server's lifespan.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class ManagedRevocationView(RevocationView, Protocol):
         """Begin following the source; idempotent; called in the loop that serves requests."""
         ...
 
-
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Stop following and release connections; the view then fails closed."""
+        ...
 
 
 class StaticRevocations:
