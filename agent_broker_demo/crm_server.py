@@ -202,12 +202,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resource", default=RESOURCE, help="this server's MCP URI")
     parser.add_argument("--cerbos", default=CERBOS, help="Cerbos gRPC host:port")
     parser.add_argument("--redis-url", default=REDIS_URL)
+    parser.add_argument("--redis-key-prefix", default="ab:",
+                        help="the broker's redis_key_prefix (where revocations are)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8401)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     mcp = build_protected_server(
-        broker=args.broker, resource=args.resource, cerbos=args.cerbos, redis_url=args.redis_url
+        broker=args.broker, resource=args.resource, cerbos=args.cerbos, redis_url=args.redis_url,
+        revocation_key_prefix=args.redis_key_prefix,
     )
     path = urlsplit(args.resource).path or "/mcp"
     mcp.run(transport="http", host=args.host, port=args.port, path=path, show_banner=False)
