@@ -56,6 +56,7 @@ def settings(**over) -> BrokerSettings:
 class Upstream:
     def __init__(self, expires_at: int = T0 + 3600) -> None:
         self.expires_at = expires_at
+        self.issued_at = T0 - 60
         self.fail = False
 
     async def validate_subject_token(self, token: str) -> SubjectIdentity:
@@ -64,7 +65,8 @@ class Upstream:
         if token != "user-token":
             raise InvalidGrant()
         return SubjectIdentity("https://idp.test", "alice", ("sales_rep",), self.expires_at,
-                               {"sub": "alice", "email_verified": True, "exp": self.expires_at})
+                               {"sub": "alice", "email_verified": True, "exp": self.expires_at},
+                               issued_at=self.issued_at)
 
 
 @dataclass
@@ -242,3 +244,38 @@ async def test_dependency_down_means_503_and_nothing_minted(world, broken) -> No
 def test_request_validation(form, error) -> None:
     with pytest.raises(error):
         parse_exchange_request(form)
+
+
+@pytest.mark.parametrize(("entry", "revoked"), [
+    ({"user:alice": T0 - 100}, True),      # the login (iat T0 - 100) is not newer than the cutoff
+    ({"user:alice": T0 - 101}, False),     # logged in again after the revocation
+    ({"agent:agent": T0}, True),
+    ({"pair:agent alice": T0}, True),
+    ({"pair:helper alice": T0}, False),
+    ({"user:bob": T0}, False),
+], ids=str)
+async def test_a_revoked_subject_material_is_invalid_grant_and_writes_nothing(
+        world, entry: dict[str, int], revoked: bool) -> None:
+    grant, cfg, store, upstream, _, _ = world
+    upstream.issued_at = T0 - 100
+    store.cutoffs.update(entry)
+    if not revoked:
+        await grant.exchange(cfg.agent("agent"), request())
+        return
+    with pytest.raises(InvalidGrant, match="revoked"):
+        await grant.exchange(cfg.agent("agent"), request())
+    assert store.sessions == {}
+
+
+@pytest.mark.parametrize("field_of", [
+    lambda parent: f"sid:{parent.session.sid}",
+    lambda parent: f"jti:{parent.session.jti}",
+    lambda parent: "agent:helper",  # the new agent of the chain is covered too
+], ids=["parent-session", "parent-token", "new-agent"])
+async def test_redelegation_from_revoked_material_is_refused(world, field_of) -> None:
+    grant, cfg, store, _, _, _ = world
+    parent = await grant.exchange(cfg.agent("agent"), request(scope="crm:read"))
+    store.cutoffs[field_of(parent)] = T0 + 10_000
+    with pytest.raises(InvalidGrant, match="revoked"):
+        await grant.exchange(cfg.agent("helper"), request(token=parent.access_token))
+    assert list(store.sessions) == [parent.session.sid]
