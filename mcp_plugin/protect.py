@@ -13,7 +13,8 @@ for that); the verifier also starts it on first use, for apps served without a l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from mcp_plugin.authorization import CerbosAuthorization
 from mcp_plugin.pdp import (
     DEFAULT_MAX_RESOURCES_PER_REQUEST,
     DEFAULT_TIMEOUT_SECONDS,
+    CerbosPolicyPoint,
     PolicyDecisionPoint,
 )
 from mcp_plugin.principal import DEFAULT_RESOURCE_KIND
@@ -41,6 +43,8 @@ from mcp_plugin.revocation import ManagedRevocationView, RevocationView, StaticR
 from mcp_plugin.revocation_feed import RedisRevocationFeed
 from mcp_plugin.step_up import StepUpChallenge
 from mcp_plugin.verifier import MAX_LEEWAY_SECONDS, BrokerTokenVerifier
+
+logger = logging.getLogger("mcp_plugin.protect")
 
 
 class BrokerAuthProvider(RemoteAuthProvider):
@@ -114,20 +118,33 @@ class BrokerAuthProvider(RemoteAuthProvider):
         return middleware
 
 
-class RevocationViewLifespan(Provider):
-    """No components: it only starts a revocation view with the server and closes it after."""
+class ProtectionLifespan(Provider):
+    """No components: it starts what `protect` built with the server and closes it after.
 
-    def __init__(self, view: ManagedRevocationView) -> None:
+    The revocation feed it built (never a caller's view) is started before the first request
+    and closed at shutdown, as are the JWKS HTTP client and the Cerbos channel when `protect`
+    created them; both reopen lazily if the server is started again.
+    """
+
+    def __init__(self, *, feed: ManagedRevocationView | None,
+                 closers: list[Callable[[], Awaitable[None]]]) -> None:
         super().__init__()
-        self.view = view
+        self.feed = feed
+        self.closers = closers
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        await self.view.start()
+        if self.feed is not None:
+            await self.feed.start()
         try:
             yield
         finally:
-            await self.view.aclose()
+            closers = [*self.closers, *([self.feed.aclose] if self.feed is not None else [])]
+            for close in closers:
+                try:
+                    await close()
+                except Exception:  # shutdown goes on; one failure is only logged
+                    logger.warning("closing %s failed at shutdown", close, exc_info=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +189,12 @@ def protect(
     """
     if mcp.auth is not None:
         raise ValueError("this FastMCP server already has an auth provider")
+    feed: RedisRevocationFeed | None = None
     if revocations is None and redis_url is not None:
         feed = RedisRevocationFeed(
             redis_url, key_prefix=revocation_key_prefix,
             staleness_seconds=revocation_staleness_seconds,
         )
-        mcp.add_provider(RevocationViewLifespan(feed))
         revocations = feed
     elif revocations is None:
         revocations = StaticRevocations()
@@ -198,4 +215,8 @@ def protect(
         auth.enable_step_up(authorization, mcp)
     mcp.auth = auth
     mcp.add_middleware(authorization)
+    closers: list[Callable[[], Awaitable[None]]] = [verifier.keys.aclose]
+    if isinstance(cerbos, str) and isinstance(authorization.pdp, CerbosPolicyPoint):
+        closers.append(authorization.pdp.aclose)
+    mcp.add_provider(ProtectionLifespan(feed=feed, closers=closers))
     return Protection(verifier, authorization, auth, revocations)

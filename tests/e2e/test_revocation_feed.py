@@ -92,3 +92,24 @@ async def test_without_redis_every_token_is_refused(
 ) -> None:
     with serve(broker, cerbos_address, f"redis://127.0.0.1:{free_port()}/0", "ab:") as url:
         assert status(url, broker.tokens.mint(audience=url, **WHO)) == 401
+
+
+async def test_shutdown_closes_the_jwks_client_and_the_cerbos_channel(
+        broker: FakeBroker, cerbos_address: str, redis_url: str) -> None:
+    endpoint = Endpoint()
+    mcp = build_protected_server(
+        broker=broker.issuer, resource=endpoint.url, cerbos=cerbos_address,
+        redis_url=redis_url, store=CrmStore(), revocation_key_prefix=f"t{uuid.uuid4().hex}:")
+    protection = mcp.auth
+    token = broker.tokens.mint(audience=endpoint.url, **WHO)
+    try:
+        with endpoint.serve(mcp.http_app(path=endpoint.path)):
+            async with Client(endpoint.url, auth=token) as client:
+                assert await client.list_tools()  # opens the JWKS client and the channel
+            verifier = protection.verifier  # type: ignore[union-attr]
+            assert verifier.keys._client is not None
+    finally:
+        endpoint.close()
+    assert verifier.keys._client is None
+    authorization = next(m for m in mcp.middleware if hasattr(m, "pdp"))
+    assert authorization.pdp._channel is None
