@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up what the project needs, and only what is missing: a Python >= 3.11 virtualenv with the
-# project installed, redis-server, and the Cerbos binary (pinned, from npm) at .tools/bin/cerbos.
+# project installed, redis-server, the Cerbos binary (pinned, from npm) at .tools/bin/cerbos, and
+# Debian's chromium for the browser tests (Playwright drives it; it never downloads a browser).
 # Safe to run again: a second run checks, prints one line per item and changes nothing.
 set -euo pipefail
 
@@ -67,6 +68,20 @@ elif can_apt; then
   say "redis: $(redis-server --version | cut -d' ' -f1-3)"
 else
   die "redis-server not found. Install Redis >= 7 (Debian/Ubuntu: \`sudo apt-get install redis-server\`, macOS: \`brew install redis\`), then run this again."
+fi
+
+# --- Chromium (tests/browser only: the stack runs without it) -----------------------------------
+CHROMIUM="${CHROMIUM_BIN:-/usr/bin/chromium}"
+if [ -x "$CHROMIUM" ]; then
+  say "chromium: $("$CHROMIUM" --version 2>/dev/null | head -n1 || echo "$CHROMIUM")"
+elif [ -z "${CHROMIUM_BIN:-}" ] && can_apt; then
+  apt_install chromium
+  [ -x /usr/bin/chromium ] || die "/usr/bin/chromium is still missing after apt-get install chromium."
+  say "chromium: $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
+else
+  say "chromium: not found at $CHROMIUM and cannot install it here (needs root and apt-get)."
+  say "  The browser tests (tests/browser) will fail until it is there: \`sudo apt-get install chromium\`,"
+  say "  or set CHROMIUM_BIN to a Chromium binary."
 fi
 
 # --- Cerbos --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ REDIRECT_URI = "http://127.0.0.1:9/callback"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 TRY_SCOPE = "crm:read crm:write"
+CONSOLE_ADMIN = "erin"
 
 
 def url_table(layout: DevLayout, config: DevConfig, *, mcp_running: bool) -> Table:
@@ -25,6 +26,9 @@ def url_table(layout: DevLayout, config: DevConfig, *, mcp_running: bool) -> Tab
     table.add_column("URL", no_wrap=True)
     table.add_column("what it is", overflow="fold")
     table.add_row("broker", layout.broker_url, "token exchange: POST /oauth2/token")
+    if config.settings.admin.console is not None:
+        table.add_row("admin console", f"{layout.broker_url}/admin/",
+                      f"sign in as {CONSOLE_ADMIN} (admin), or as any user for their own sessions")
     table.add_row("demo MCP server", layout.mcp_url if mcp_running else "-",
                   "CRM tools behind mcp_plugin" if mcp_running else "not available yet")
     table.add_row("dev IdP", layout.idp_url, "OIDC logins: " + ", ".join(DEMO_USERS))

@@ -5,6 +5,10 @@ hashes) into `<run_dir>/broker.yaml` and writes the plaintext secrets to
 `<run_dir>/dev-secrets.json` (0600) so the "try it" block can show them. Later runs keep both
 files, so a developer's edits survive; they are validated with `load_settings` every time,
 before anything starts, and a kept file that no longer matches the stack is pointed out.
+
+The admin console's client secret and session secret are secrets the broker itself needs (not
+hashes), so they stay out of the YAML: they are kept in the same secrets file and handed to the
+broker process in its environment (`broker_env`), as `BROKER_ADMIN__CONSOLE__*`.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Any
+
+import yaml
 
 from broker.config import BrokerSettings, ClientSecretAuth, ConfigError, load_settings
 from broker.dev.layout import DevLayout
@@ -24,6 +32,12 @@ RESEARCH_AGENT = "research-agent"
 SUMMARIZER_AGENT = "summarizer-agent"
 CRM_SERVER = "crm-server"
 DEV_CLIENTS = (RESEARCH_AGENT, SUMMARIZER_AGENT, CRM_SERVER)
+CONSOLE_CLIENT = "agent-broker-console"
+"""The admin console's client_id at the dev IdP, and the admin audience of its ID tokens."""
+CONSOLE_SESSION = "agent-broker-console:session"
+"""The secrets file's key for the console's session-cookie signing secret."""
+CONSOLE_ENV = {CONSOLE_CLIENT: "BROKER_ADMIN__CONSOLE__CLIENT_SECRET",
+               CONSOLE_SESSION: "BROKER_ADMIN__CONSOLE__SESSION_SECRET"}
 
 
 class DevConfigError(Exception):
@@ -40,10 +54,13 @@ class DevConfig:
     path: Path
     settings: BrokerSettings
     secrets: dict[str, str]
-    """client_id -> plaintext dev secret (empty when the secrets file is gone)."""
+    """client_id (or CONSOLE_SESSION) -> plaintext dev secret (no clients' when the secrets
+    file is gone)."""
     generated: bool
     notes: list[str] = field(default_factory=list)
     """Warnings about a kept configuration (ports changed, secrets that do not match)."""
+    broker_env: dict[str, str] = field(default_factory=dict)
+    """What the broker process needs in its environment: the console's secrets."""
 
 
 def render_config(layout: DevLayout, hashes: dict[str, str], template: str) -> str:
@@ -88,23 +105,56 @@ def ensure_dev_config(layout: DevLayout) -> DevConfig:
             raise DevConfigError(f"cannot read the config template "
                                  f"{layout.shown(layout.config_template)}: {exc.strerror}"
                                  ) from None
-        secrets = {client: generate_secret() for client in DEV_CLIENTS}
-        text = render_config(layout, {c: hash_secret(s) for c, s in secrets.items()}, template)
+        secrets = {client: generate_secret() for client in (*DEV_CLIENTS, *CONSOLE_ENV)}
+        text = render_config(layout, {c: hash_secret(secrets[c]) for c in DEV_CLIENTS},
+                             template)
         # Secrets first: a config file on disk always has its secrets file beside it.
         _write_atomically(layout.secrets_file, json.dumps(secrets, indent=2) + "\n", 0o600)
         _write_atomically(path, text, 0o644)
     else:
         secrets, note = _read_secrets(layout)
         notes += [note] if note else []
+    env: dict[str, str] = {}
+    if _has_console(path):
+        if any(key not in secrets for key in CONSOLE_ENV):  # a kept run dir from before
+            secrets = {**{key: generate_secret() for key in CONSOLE_ENV}, **secrets}
+            _write_atomically(layout.secrets_file, json.dumps(secrets, indent=2) + "\n", 0o600)
+        env = {name: secrets[key] for key, name in CONSOLE_ENV.items()}
     try:
-        settings = load_settings(path)
+        with _environ(env):  # validated as the broker will see it
+            settings = load_settings(path)
     except ConfigError as exc:
         raise DevConfigError(
             f"{layout.shown(path)} is not a valid broker configuration "
             "(fix it, or delete it to generate a new one):", exc.problems) from None
     if not generated:
         notes += check_kept_config(layout, settings, secrets)
-    return DevConfig(path, settings, secrets, generated, notes)
+    return DevConfig(path, settings, secrets, generated, notes, env)
+
+
+def _has_console(path: Path) -> bool:
+    """Whether the YAML asks for the admin console (only then may its secrets be set: env
+    values for a section the file lacks would make an incomplete one)."""
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # load_settings says what is wrong with it
+    admin = raw.get("admin") if isinstance(raw, dict) else None
+    return isinstance(admin, dict) and admin.get("console") is not None
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def check_kept_config(layout: DevLayout, settings: BrokerSettings,
@@ -124,6 +174,9 @@ def check_kept_config(layout: DevLayout, settings: BrokerSettings,
         notes.append(f"{name}: the dev IdP {layout.idp_url} is not an upstream issuer")
     if settings.resource(layout.mcp_url) is None:
         notes.append(f"{name}: the demo MCP server {layout.mcp_url} is not a resource")
+    if settings.admin.console is None:
+        notes.append(f"{name}: no admin console (admin.console): {layout.broker_url}/admin/ "
+                     "is not served")
     stored = _secret_hashes(settings)
     for client, secret in secrets.items():
         if client in stored and not check_secret(secret, stored[client]):

@@ -95,7 +95,7 @@ async def _run(layout: DevLayout, config: DevConfig, console: Console, redis_bin
             stack.say("dev IdP users: " + ", ".join(
                 f"{sub} ({' '.join(claims['roles'])})"
                 for sub, claims in services.DEMO_USERS.items()), style="green")
-            await stack.start_ready(services.broker_spec(layout, http))
+            await stack.start_ready(services.broker_spec(layout, http, config.broker_env))
             if mcp:
                 await stack.start_ready(services.crm_spec(layout, http))
             print_ready(console, layout, config, mcp_running=mcp)

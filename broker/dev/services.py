@@ -22,6 +22,8 @@ DEMO_USERS: dict[str, dict[str, Any]] = {
     "bob": {"roles": ["support"], "email": "bob@example.com"},
     "carol": {"roles": ["crm_admin"], "email": "carol@example.com", "email_verified": True},
     "dave": {"roles": ["sales_manager"], "email": "dave@example.com", "email_verified": True},
+    # The broker's administrator (policies/broker_admin.yaml): signs in to the web console.
+    "erin": {"roles": ["admin"], "email": "erin@example.com", "email_verified": True},
 }
 
 
@@ -105,11 +107,13 @@ def broker_command() -> list[str]:
     return [sys.executable, "-c", "from broker.cli import app; app()"]
 
 
-def broker_spec(layout: DevLayout, http: httpx.AsyncClient) -> ServiceSpec:
+def broker_spec(layout: DevLayout, http: httpx.AsyncClient,
+                secrets_env: dict[str, str] | None = None) -> ServiceSpec:
+    """`secrets_env`: the broker's own secrets (the console's), never put in its YAML."""
     argv = [*broker_command(), "serve", "--config", layout.shown(layout.config_file),
             "--host", LOOPBACK, "--port", str(layout.ports.broker)]
     return ServiceSpec("broker", argv, http_ok(http, f"{layout.broker_url}/readyz"),
-                       layout.repo_root, color="cyan", env=UNBUFFERED)
+                       layout.repo_root, color="cyan", env={**UNBUFFERED, **(secrets_env or {})})
 
 
 def _crm_env(layout: DevLayout) -> dict[str, str]:
