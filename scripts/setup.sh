@@ -13,7 +13,8 @@ ROOT="$(pwd)"
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 
-can_apt() { [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; }
+# bash's EUID comes from geteuid(), not from whatever `id` is on the PATH
+can_apt() { [ "${EUID:-$(id -u)}" -eq 0 ] && command -v apt-get >/dev/null 2>&1; }
 
 apt_install() {
   say "installing with apt-get: $*"
