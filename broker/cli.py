@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from broker import cli_admin, logs
+from broker import cli_admin, cli_token, logs
 from broker.audit import AuditQuery
 from broker.config import BrokerSettings, ConfigError, load_settings
 from broker.keys import KeyFileError, KeyringFile
@@ -23,6 +23,7 @@ agents_app = typer.Typer(help="Registered agents.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
 app.add_typer(cli_admin.sessions_app, name="sessions")
+app.add_typer(cli_token.token_app, name="token")
 
 ConfigOption = Annotated[
     Path | None,
