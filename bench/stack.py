@@ -1,0 +1,132 @@
+"""The real stack a bench run measures: Redis, Cerbos, the dev OIDC provider and one broker
+process, on free loopback ports; demo CRM MCP server processes are started per measure.
+
+Process management is tests/support/services.py's (`ManagedProcess`: log file per process,
+bounded readiness waits, SIGTERM then SIGKILL, all stopped at interpreter exit), and the
+broker's configuration is the one the integration tests use (tests/integration/conftest.py),
+so the bench measures what the tests check. Everything is stopped when `running_stack` exits,
+on failure too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+import yaml
+
+from broker.config import BrokerSettings
+from tests.integration.conftest import broker_config
+from tests.integration.mcp_processes import McpServerProcess
+from tests.integration.revocation_support import ADMIN_AUDIENCE
+from tests.support.services import (
+    REPO_ROOT,
+    CerbosService,
+    ManagedProcess,
+    OidcProviderService,
+    RedisService,
+    free_port,
+)
+
+BROKER_PREFIX = "bench:"
+TOKEN_TTL_SECONDS = 3600  # a token minted at the start outlives every measure
+
+
+class BrokerProcess(ManagedProcess):
+    """`agent-broker serve` in its own process (as deployed), not in the bench's event loop."""
+
+    def __init__(self, work_dir: Path, *, redis_url: str, cerbos_address: str,
+                 oidc_issuer: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        config = broker_config(
+            self.url, redis_url=redis_url, cerbos_address=cerbos_address,
+            oidc_issuer=oidc_issuer, keys_file=work_dir / "keys.json",
+            redis_key_prefix=BROKER_PREFIX, admin={"audiences": [ADMIN_AUDIENCE]},
+            token_ttl_seconds=TOKEN_TTL_SECONDS,
+        )
+        BrokerSettings(**config)  # fail here, with pydantic's message, not in the child's log
+        self.config_path = work_dir / "broker.yaml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        argv = [sys.executable, "-c", "from broker.cli import app; app()", "serve",
+                "--config", str(self.config_path), "--port", str(self.port),
+                "--log-level", "warning"]
+        super().__init__(f"broker-{self.port}", argv, work_dir, cwd=REPO_ROOT)
+
+    def is_ready(self) -> bool:
+        try:  # /readyz: Redis and Cerbos answer too, not only the process
+            return httpx.get(f"{self.url}/readyz", timeout=1, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def start_all(processes: Sequence[ManagedProcess]) -> None:
+    """Start processes concurrently (each start blocks until ready); if one fails, stop all."""
+    with ThreadPoolExecutor(max_workers=max(1, len(processes))) as pool:
+        futures = [pool.submit(p.start) for p in processes]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        stop_all(processes)
+        raise failed[0]
+
+
+def stop_all(processes: Sequence[ManagedProcess]) -> None:
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.stop()
+
+
+@contextlib.contextmanager
+def running(processes: Sequence[ManagedProcess]) -> Iterator[None]:
+    start_all(processes)
+    try:
+        yield
+    finally:
+        stop_all(processes)
+
+
+@dataclass
+class Stack:
+    work_dir: Path
+    redis: RedisService
+    cerbos: CerbosService
+    oidc: OidcProviderService
+    broker: BrokerProcess
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    def redis_version(self) -> str:
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            return str(client.info("server")["redis_version"])
+        finally:
+            client.close()
+
+    def mcp_server(self, prefix: str = BROKER_PREFIX) -> McpServerProcess:
+        """A demo CRM server (not started) whose revocation feed reads `prefix`."""
+        return McpServerProcess(self.work_dir / "mcp", broker=self.broker.url,
+                                cerbos=self.cerbos.grpc_address, redis_url=self.redis_url,
+                                prefix=prefix)
+
+
+@contextlib.contextmanager
+def running_stack(work_dir: Path) -> Iterator[Stack]:
+    # Redis without AOF and without snapshots: durability is not what is measured here
+    redis = RedisService(work_dir / "redis", free_port(), appendonly=False)
+    cerbos = CerbosService(REPO_ROOT / "policies", work_dir / "cerbos", free_port(), free_port())
+    oidc = OidcProviderService(work_dir / "oidc", free_port())
+    with running([redis, cerbos, oidc]):
+        broker = BrokerProcess(work_dir / "broker", redis_url=redis.url,
+                               cerbos_address=cerbos.grpc_address, oidc_issuer=oidc.issuer)
+        with running([broker]):
+            yield Stack(work_dir, redis, cerbos, oidc, broker)
