@@ -85,6 +85,23 @@ def dev(
 
 
 @app.command()
+def demo(
+    broker: Annotated[str | None, typer.Option(
+        help="Broker URL (default: the issuer in RUN_DIR/broker.yaml).")] = None,
+    mcp: Annotated[str | None, typer.Option(
+        help="MCP server URL (default: the first resource in RUN_DIR/broker.yaml).")] = None,
+    idp: Annotated[str | None, typer.Option(
+        help="Dev IdP URL (default: the first upstream issuer in RUN_DIR/broker.yaml).")] = None,
+    run_dir: Annotated[Path, typer.Option(
+        help="The dev stack's state: broker.yaml and dev-secrets.json.")] = Path(".run"),
+) -> None:
+    """The scripted story against the running dev stack (start it with `make run`)."""
+    from broker.demo import run_demo
+
+    raise typer.Exit(run_demo(run_dir, broker=broker, mcp=mcp, idp=idp))
+
+
+@app.command()
 def check(config: ConfigOption = None) -> None:
     """Validate a configuration file and print every problem with its path."""
     settings = _settings(config)
