@@ -47,27 +47,36 @@ def _check_absolute_uri(value: str, *, allow_path: bool = True) -> str:
 
 class SigningSettings(_Strict):
     keys_file: Path = Path(".run/keys.json")
+    """The signing keys (JWKS with private parts); created with mode 0600 if absent."""
     algorithm: Literal["EdDSA", "ES256"] = "EdDSA"
+    """Algorithm of new signing keys (`agent-broker keys rotate`); existing keys keep theirs."""
     retired_key_grace_seconds: int = Field(default=600, ge=0)
     """How long a retired key stays in the JWKS after its last possible token expired."""
 
 
 class CerbosSettings(_Strict):
     address: str = "127.0.0.1:3593"
+    """The Cerbos PDP's gRPC address, `host:port`."""
     timeout_ms: int = Field(default=500, ge=10, le=30_000)
+    """Per request; past it the exchange answers 503 `temporarily_unavailable` (fails closed)."""
     tls: bool = False
+    """Speak TLS to Cerbos."""
     max_resources_per_request: int = Field(default=50, ge=1)
+    """Cerbos's per-request resource limit: larger checks are sent in chunks of this size."""
 
 
 class UpstreamIssuer(_Strict):
     issuer: str
+    """The OIDC issuer URL, exactly as in its tokens' `iss`; its JWKS is found by discovery."""
     audiences: list[str] = Field(min_length=1)
+    """Accepted `aud` values of subject tokens (the client_id users sign in with)."""
     roles_claim: str = "roles"
     """Dotted path into the claims, e.g. `realm_access.roles`."""
     jwks_uri: str | None = None
     """Skip OIDC discovery and use this JWKS directly."""
     algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                              "ES256", "ES384", "ES512", "EdDSA"]] | None = None
+    """Accepted signature algorithms; default: every asymmetric one its keys support."""
 
     _issuer = field_validator("issuer")(lambda v: _check_absolute_uri(v))
 
@@ -79,7 +88,9 @@ class UpstreamIssuer(_Strict):
 
 class ClientSecretAuth(_Strict):
     method: Literal["client_secret_basic", "client_secret_post"]
+    """How the client sends its secret: HTTP Basic, or `client_id`/`client_secret` form fields."""
     secret_hash: str
+    """The hash printed by `agent-broker agents hash-secret`; never the secret itself."""
 
     @field_validator("secret_hash")
     @classmethod
@@ -91,8 +102,11 @@ class ClientSecretAuth(_Strict):
 
 class PrivateKeyJwtAuth(_Strict):
     method: Literal["private_key_jwt"]
+    """The client signs a JWT assertion (RFC 7523) with a key from `jwks` or `jwks_uri`."""
     jwks: dict[str, Any] | None = None
+    """The client's public keys inline: `{keys: [...]}`."""
     jwks_uri: str | None = None
+    """Where to fetch the client's public keys instead."""
 
     @model_validator(mode="after")
     def _one_source(self) -> PrivateKeyJwtAuth:
@@ -110,11 +124,17 @@ ClientAuth = Annotated[ClientSecretAuth | PrivateKeyJwtAuth, Field(discriminator
 
 class Agent(_Strict):
     client_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@-]+$")
+    """The agent's OAuth client id: `client_id` and `act.sub` of its tokens."""
     auth: ClientAuth
+    """How it authenticates at the token endpoint (`method` selects the kind)."""
     scopes: list[str] = Field(min_length=1)
+    """Declared scope, the most it can ever get; `ns:*` expands against a resource's catalog."""
     resources: list[str] = Field(min_length=1)
+    """The resource URIs (from `resources`) it may ask tokens for."""
     may_delegate_to: list[str] = []
+    """Agents that may exchange this agent's tokens for narrower ones (re-delegation)."""
     dpop_bound: bool = False
+    """Shown by the admin API; DPoP proofs are not checked by this version."""
 
     @field_validator("scopes")
     @classmethod
@@ -126,7 +146,9 @@ class Agent(_Strict):
 
 class Resource(_Strict):
     uri: str
+    """The MCP server's resource indicator (RFC 8707): the `aud` of tokens for it."""
     scopes: list[str] = Field(min_length=1)
+    """Its scope catalog: no token for it carries anything else."""
     client_id: str | None = None
     """Set with `auth` to let this MCP server call introspection."""
     auth: ClientSecretAuth | None = None
@@ -151,16 +173,33 @@ class AuditSettings(_Strict):
     """The audit trail: Redis streams trimmed to a length, so memory stays bounded."""
 
     max_len: int = Field(default=100_000, ge=100)
+    """Records kept in the stream of all records (the oldest are trimmed first)."""
     per_subject_max_len: int = Field(default=10_000, ge=10)
     """Each user's and each agent's own stream (for fast filtered queries)."""
     retention_seconds: int = Field(default=30 * 86_400, ge=3600)
     """An idle user's or agent's stream, and the list of past revocations, expire after this."""
 
 
+class RateLimitSettings(_Strict):
+    """Failed client authentications allowed per `window_seconds` (docs/security.md).
+
+    A burst of `limit` failures is allowed, then one per window/limit; 0 turns a limit off.
+    Only failures count, so legitimate clients never meet these limits on their own.
+    """
+
+    failed_auth_per_client: int = Field(default=30, ge=0, le=100_000)
+    """Failed authentications per window for one client id (known or not); then 429."""
+    failed_auth_per_ip: int = Field(default=100, ge=0, le=100_000)
+    """Failed authentications per window from one source address (IPv6: one /64)."""
+    window_seconds: int = Field(default=60, ge=1, le=3600)
+    """The window; a spent budget refills at one failure per window / limit."""
+
+
 class ConsoleSettings(_Strict):
     """The web console at /admin/: an OIDC client of an upstream issuer (code flow)."""
 
     client_id: str
+    """The console's client at the upstream issuer; list it in `admin.audiences` too."""
     client_secret: SecretStr | None = None
     """From `BROKER_ADMIN__CONSOLE__CLIENT_SECRET` or a secrets file, not from YAML."""
     issuer: str | None = None
@@ -168,7 +207,9 @@ class ConsoleSettings(_Strict):
     session_secret: SecretStr
     """Signs the console's session cookie; from env or a secrets file."""
     scopes: str = "openid profile email"
+    """Scopes the console asks for at sign-in."""
     session_max_age_seconds: int = Field(default=3600, ge=60, le=86_400)
+    """How long a console sign-in lasts (its session cookie's max age)."""
     secure_cookies: bool | None = None
     """Default: when `issuer` (the broker's) is https."""
 
@@ -185,25 +226,39 @@ class BrokerSettings(BaseSettings):
     )
 
     issuer: str = "http://127.0.0.1:8400"
+    """`iss` of minted tokens, and the base URL of every endpoint."""
     token_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
+    """Lifetime of agent tokens (never past the subject token's `exp`)."""
     session_ttl_seconds: int = Field(default=28_800, ge=10)
+    """Upper bound of one delegation lineage: no token descended from a login outlives it."""
     max_delegation_depth: int = Field(default=3, ge=1, le=10)
+    """Agents in one chain, the first included; deeper re-delegation is `invalid_grant`."""
     clock_leeway_seconds: int = Field(default=30, ge=0, le=MAX_LEEWAY_SECONDS)
+    """Tolerated clock skew when checking `exp`, `nbf` and `iat` of incoming tokens."""
     signing: SigningSettings = SigningSettings()
     redis_url: str = "redis://127.0.0.1:6380/0"
+    """Sessions, revocations and the audit trail; run Redis with AOF."""
     redis_timeout_ms: int = Field(default=500, ge=10, le=30_000)
+    """Per command; past it the broker answers 503 and mints nothing (fails closed)."""
     redis_key_prefix: str = "ab:"
+    """Prefix of every key; MCP servers reading revocations must use the same one."""
     cerbos: CerbosSettings = CerbosSettings()
     upstream_issuers: list[UpstreamIssuer] = []
+    """Whose user tokens are accepted as subject tokens (and as admin tokens)."""
     agents: list[Agent] = []
+    """The OAuth clients that act for users."""
     resources: list[Resource] = []
+    """The MCP servers tokens can be minted for."""
     max_request_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    """Largest form body accepted by the /oauth2 endpoints."""
     upstream_http_timeout_ms: int = Field(default=2000, ge=100)
+    """Timeout of calls to upstream issuers (OIDC discovery, JWKS, the console's sign-in)."""
     revocation_retention_seconds: int = Field(default=86_400, ge=60)
     """How long a user or agent revocation keeps refusing subject tokens issued before it:
     set it at least as long as the upstream issuers' longest token lifetime."""
     audit: AuditSettings = AuditSettings()
     admin: AdminSettings = AdminSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
     _issuer = field_validator("issuer")(lambda v: _check_absolute_uri(v).rstrip("/"))
 

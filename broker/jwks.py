@@ -4,7 +4,8 @@ Shared by upstream issuers (subject tokens) and `private_key_jwt` agents (client
 Keys are parsed once per fetch into public-key objects; `key_for` picks the single key a JWS
 header may use. Only asymmetric algorithms are accepted, each matched to its key type and
 curve, so `none`, HS* and alg/key confusion never reach a signature check. `jku`, `x5u`, `jwk`
-and `x5c` headers are never used to find keys (RFC 8725 §3.10): the key set comes from config.
+and `x5c` headers are never used to find keys (RFC 8725 §3.10): the key set comes from config
+(and `broker.jws.read_unverified`, which every token passes first, refuses such tokens).
 
 Refresh policy: a set older than `max_age_seconds` is refetched on next use (not in the
 background, so a key the IdP withdrew stops working as soon as we notice, and tests stay

@@ -73,9 +73,16 @@ def parse_scopes(scope: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for s in scope.split(" ") if s))
 
 
+MAX_NUMERIC_DATE = 2**53
+"""The broker's bound too: JSON allows NaN, Infinity and huge integers, none of them a time."""
+
+
 def _int_claim(claims: Mapping[str, Any], name: str) -> int:
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # the range test also refuses NaN and infinities (which would not convert to int)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        0 <= value < MAX_NUMERIC_DATE
+    ):
         raise ClaimsError(f"{name} must be a NumericDate")
     return int(value)
 

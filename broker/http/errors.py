@@ -26,6 +26,9 @@ def oauth_response(exc: OAuthError, *, basic_challenge: bool = False) -> JSONRes
         headers["WWW-Authenticate"] = 'Basic realm="agent-broker", charset="UTF-8"'
     if isinstance(exc, InvalidToken):  # RFC 6750 §3
         headers["WWW-Authenticate"] = 'Bearer realm="agent-broker", error="invalid_token"'
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):  # RFC 6585 §4 (429), RFC 9110 §10.2.3
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 

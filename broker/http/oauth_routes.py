@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -17,6 +16,7 @@ from broker.errors import (
     UnsupportedGrantType,
 )
 from broker.exchange import GRANT_TYPE, parse_exchange_request
+from broker.http import openapi_docs as docs
 from broker.http.errors import NO_STORE
 from broker.http.forms import read_form
 from broker.http.metrics import EXCHANGE_SECONDS, EXCHANGES
@@ -27,20 +27,13 @@ from broker.revocation import RevocationTarget, TargetKind, TokenFacts
 router = APIRouter()
 log = logging.getLogger("broker.exchange")
 
-_FORM_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-    }
-}
-
-
 def _services(request: Request) -> BrokerServices:
     services: BrokerServices = request.app.state.services
     return services
 
 
-@router.post("/oauth2/token", openapi_extra=_FORM_DOC, tags=["oauth2"])
+@router.post("/oauth2/token", openapi_extra=docs.TOKEN_FORM, responses=docs.TOKEN_RESPONSES,
+             tags=["oauth2"])
 async def token(request: Request) -> JSONResponse:
     services = _services(request)
     with EXCHANGE_SECONDS.time():
@@ -52,7 +45,8 @@ async def token(request: Request) -> JSONResponse:
                 raise InvalidRequest("The grant_type parameter is required.")
             if grant_type != GRANT_TYPE:
                 raise UnsupportedGrantType()
-            client_id = await services.agent_auth.authenticate(request.headers, form)
+            client_id = await services.auth_limiter.authenticate(services.agent_auth, request,
+                                                                 form)
             agent = services.settings.agent(client_id)
             if agent is None:  # authenticated against the same settings: cannot happen
                 raise UnauthorizedClient()
@@ -77,11 +71,12 @@ async def token(request: Request) -> JSONResponse:
     return JSONResponse(result.to_body(), headers=NO_STORE)
 
 
-@router.post("/oauth2/introspect", openapi_extra=_FORM_DOC, tags=["oauth2"])
+@router.post("/oauth2/introspect", openapi_extra=docs.INTROSPECT_FORM,
+             responses=docs.INTROSPECT_RESPONSES, tags=["oauth2"])
 async def introspect(request: Request) -> JSONResponse:
     services = _services(request)
     form = await read_form(request, services.settings.max_request_bytes)
-    caller = await services.resource_auth.authenticate(request.headers, form)
+    caller = await services.auth_limiter.authenticate(services.resource_auth, request, form)
     token_value = form.get("token")
     if not token_value:
         raise InvalidRequest("The token parameter is required.")
@@ -114,13 +109,14 @@ async def introspect(request: Request) -> JSONResponse:
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.post("/oauth2/revoke", openapi_extra=_FORM_DOC, tags=["oauth2"])
+@router.post("/oauth2/revoke", openapi_extra=docs.REVOKE_FORM, responses=docs.REVOKE_RESPONSES,
+             tags=["oauth2"])
 async def revoke(request: Request) -> JSONResponse:
     """RFC 7009: an agent revokes one of its own tokens, and with it every token delegated from
     it. Tokens that are not ours, malformed or already expired get 200: nothing to revoke."""
     services = _services(request)
     form = await read_form(request, services.settings.max_request_bytes)
-    client_id = await services.agent_auth.authenticate(request.headers, form)
+    client_id = await services.auth_limiter.authenticate(services.agent_auth, request, form)
     token_value = form.get("token")
     if not token_value:
         raise InvalidRequest("The token parameter is required.")

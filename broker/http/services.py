@@ -17,6 +17,7 @@ from broker.client_assertion import ClientAssertionVerifier
 from broker.config import BrokerSettings, PrivateKeyJwtAuth
 from broker.exchange import TokenExchangeGrant
 from broker.http.client_auth import ClientAuthenticator, Registration
+from broker.http.rate_limit import FailedAuthLimiter
 from broker.jwks import JwksCache
 from broker.keys import KeyringFile
 from broker.pdp.cerbos import CerbosPolicyPoint
@@ -45,6 +46,8 @@ class BrokerServices:
     admin: AdminService
     admin_tokens: UpstreamValidator | None
     """Validates admins' bearer tokens (upstream issuers, `admin.audiences`); None: closed."""
+    auth_limiter: FailedAuthLimiter
+    """Every client authentication goes through it (failed-attempt rate limit)."""
 
     @property
     def token_endpoint(self) -> str:
@@ -114,4 +117,5 @@ def build_services(settings: BrokerSettings, clock: Clock = time.time) -> Broker
         sessions=sessions, redis_health=redis_stores.RedisHealth(*edge), grant=grant,
         agent_auth=agent_auth, resource_auth=resource_auth, admin=admin,
         admin_tokens=admin_tokens,
+        auth_limiter=FailedAuthLimiter(*edge, settings=settings.rate_limits),
     )

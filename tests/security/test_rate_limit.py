@@ -1,0 +1,158 @@
+"""Secret guessing: failed client authentication is rate limited per client id and per source
+address (broker/http/rate_limit.py), answered 429 with Retry-After, never a 500.
+
+Each test starts its own broker (own Redis prefix) with tight limits. Source addresses other
+than 127.0.0.1 are real: the whole 127/8 is loopback on Linux, and the client binds to one.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from broker.http.rate_limit import presented_client_id, source_key
+from tests.integration.conftest import Broker, BrokerFactory, basic, exchange_form
+from tests.security.conftest import SECRETS, security_overrides
+from tests.security.exchanges import JWT_BEARER, assertion
+from tests.support.services import free_port
+
+LimitedBroker = Callable[..., Broker]
+
+
+@pytest.fixture
+def limited_broker(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
+                   oidc_issuer: str) -> LimitedBroker:
+    def start(redis: str = redis_url, **rate_limits: Any) -> Broker:
+        over = security_overrides(oidc_issuer, "http://127.0.0.1:9", rate_limits=rate_limits)
+        over["upstream_issuers"] = over["upstream_issuers"][:1]  # the dev IdP is enough here
+        return start_broker(redis_url=redis, cerbos_address=cerbos_address, **over)
+
+    return start
+
+
+def _wrong(client_id: str) -> dict[str, str]:
+    raw = f"{client_id}:not-the-secret".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def _token(broker: Broker, headers: dict[str, str], source: str = "127.0.0.1",
+           form: dict[str, str] | None = None) -> httpx.Response:
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(base_url=broker.url, transport=transport, trust_env=False,
+                      timeout=10) as http:
+        return http.post("/oauth2/token", data=form or exchange_form("x.y.z"),
+                         headers=headers)
+
+
+def _assert_limited(response: httpx.Response, retry_after: int) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["retry-after"] == str(retry_after)
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["error"] == "temporarily_unavailable"
+    assert set(body) == {"error", "error_description"}
+
+
+def test_secret_guessing_is_limited_per_client(limited_broker: LimitedBroker,
+                                               id_tokens: dict[str, str]) -> None:
+    broker = limited_broker(failed_auth_per_client=3, failed_auth_per_ip=0,
+                            window_seconds=60)
+    for _ in range(3):
+        assert _token(broker, _wrong("research-agent")).status_code == 401
+    _assert_limited(_token(broker, _wrong("research-agent")), retry_after=20)
+    # while blocked not even the right secret is checked: a guesser learns nothing
+    good = exchange_form(id_tokens["alice"], scope="crm:read")
+    _assert_limited(_token(broker, basic("research-agent"), form=good), retry_after=20)
+    # the limit follows the client id, whatever address the guesses come from
+    _assert_limited(_token(broker, _wrong("research-agent"), "127.0.0.2"), retry_after=20)
+    # other clients, known or not, have budgets of their own (a shared budget for unknown
+    # ids would tell a guesser which ids exist)
+    assert _token(broker, _wrong(f"nobody-{uuid.uuid4().hex}")).status_code == 401
+    other = {**good, "client_id": "summarizer-agent",
+             "client_secret": SECRETS["summarizer-agent"]}
+    assert _token(broker, {}, form=other).status_code == 200
+
+
+def test_spraying_client_ids_is_limited_per_source_address(
+        limited_broker: LimitedBroker) -> None:
+    broker = limited_broker(failed_auth_per_client=0, failed_auth_per_ip=3, window_seconds=30)
+    for _ in range(3):
+        assert _token(broker, _wrong(f"guess-{uuid.uuid4().hex}"), "127.0.0.3").status_code == 401
+    _assert_limited(_token(broker, _wrong(f"guess-{uuid.uuid4().hex}"), "127.0.0.3"), 10)
+    assert _token(broker, _wrong("research-agent"), "127.0.0.4").status_code == 401
+
+
+def test_introspection_and_revocation_are_protected_too(limited_broker: LimitedBroker) -> None:
+    broker = limited_broker(failed_auth_per_client=2, failed_auth_per_ip=0, window_seconds=60)
+    with broker.client() as http:
+        for path, client in (("/oauth2/introspect", "crm-server"),
+                             ("/oauth2/revoke", "research-agent")):
+            for _ in range(2):
+                assert http.post(path, data={"token": "x"},
+                                 headers=_wrong(client)).status_code == 401
+            _assert_limited(http.post(path, data={"token": "x"}, headers=basic(client)), 30)
+
+
+def test_failed_client_assertions_count_too(limited_broker: LimitedBroker) -> None:
+    broker = limited_broker(failed_auth_per_client=2, failed_auth_per_ip=0, window_seconds=60)
+    form = exchange_form("x.y.z")
+    spent = assertion(broker)
+    for _ in range(3):  # the first use is authenticated (then invalid_grant), replays fail
+        _token(broker, {}, form={**form, **spent})
+    fresh = {**form, **assertion(broker)}
+    _assert_limited(_token(broker, {}, form=fresh), retry_after=30)
+
+
+def test_the_budget_refills_over_the_window(limited_broker: LimitedBroker,
+                                            id_tokens: dict[str, str]) -> None:
+    broker = limited_broker(failed_auth_per_client=2, failed_auth_per_ip=0, window_seconds=2)
+    for _ in range(2):
+        assert _token(broker, _wrong("research-agent")).status_code == 401
+    _assert_limited(_token(broker, _wrong("research-agent")), retry_after=1)
+    time.sleep(1.1)  # one failure's worth drains every window / limit = 1 s
+    good = exchange_form(id_tokens["alice"], scope="crm:read")
+    assert _token(broker, basic("research-agent"), form=good).status_code == 200
+
+
+def test_without_redis_the_limit_steps_aside_and_nothing_is_a_500(
+        limited_broker: LimitedBroker, id_tokens: dict[str, str]) -> None:
+    """Degrade open: authentication works as without a limiter (401 for a wrong secret); the
+    exchange itself still fails closed (503) because sessions need Redis."""
+    broker = limited_broker(redis=f"redis://127.0.0.1:{free_port()}/0",
+                            failed_auth_per_client=1, failed_auth_per_ip=1)
+    for _ in range(3):
+        assert _token(broker, _wrong("research-agent")).status_code == 401
+    good = exchange_form(id_tokens["alice"], scope="crm:read")
+    response = _token(broker, basic("research-agent"), form=good)
+    assert (response.status_code, response.json()["error"]) == (503, "temporarily_unavailable")
+
+
+@pytest.mark.parametrize(("host", "key"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"),  # one /64, what one host usually holds
+    ("::ffff:203.0.113.7", "203.0.113.7"),
+    (None, "unknown"),
+    ("testclient", "testclient"),
+])
+def test_failures_are_charged_to_the_source_address(host: str | None, key: str) -> None:
+    assert source_key(host) == key
+
+
+@pytest.mark.parametrize(("headers", "form", "client_id"), [
+    pytest.param(basic("research-agent"), {}, "research-agent", id="basic"),
+    pytest.param({}, {"client_id": "summarizer-agent", "client_secret": "x"},
+                 "summarizer-agent", id="post"),
+    pytest.param({"authorization": "Basic !!!"}, {}, "", id="malformed-basic"),
+    pytest.param({}, {"client_assertion_type": JWT_BEARER, "client_assertion": "not-a-jwt"}, "",
+                 id="malformed-assertion"),
+])
+def test_the_presented_client_id_is_read_without_raising(
+        headers: dict[str, str], form: dict[str, str], client_id: str) -> None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert presented_client_id(lowered, form) == client_id
