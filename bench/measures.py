@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from bench import call_cost, memory, propagation
+from bench import (
+    call_cost,
+    exchange,
+    mcp_compare,
+    memory,
+    profile,
+    propagation,
+    session_scale,
+)
 from bench.measure import Measure
 
 MEASURES: dict[str, Measure] = {m.name: m for m in (
-    propagation.MEASURE, call_cost.MEASURE, memory.MEASURE)}
+    propagation.MEASURE, call_cost.MEASURE, memory.MEASURE, exchange.MEASURE,
+    profile.MEASURE, session_scale.MEASURE, mcp_compare.CALL_MEASURE,
+    mcp_compare.LIST_MEASURE)}

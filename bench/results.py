@@ -20,18 +20,22 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Goal:
-    """`value <= limit` (or `<`); `stretch` is the tighter figure we aim for beyond the goal."""
+    """`value <= limit` (or `<`, or `>=` for a floor such as a throughput); `stretch` is the
+    tighter figure we aim for beyond the goal."""
 
     limit: float
-    op: Literal["<=", "<"] = "<="
+    op: Literal["<=", "<", ">="] = "<="
     stretch: float | None = None
 
     def met(self, value: float, limit: float | None = None) -> bool:
         bound = self.limit if limit is None else limit
+        if self.op == ">=":
+            return value >= bound
         return value <= bound if self.op == "<=" else value < bound
 
     def describe(self, unit: str) -> str:
-        text = f"{'≤' if self.op == '<=' else '<'} {self.limit:g} {unit}".rstrip()
+        symbol = {"<=": "≤", "<": "<", ">=": "≥"}[self.op]
+        text = f"{symbol} {self.limit:g} {unit}".rstrip()
         return f"{text} (stretch {self.stretch:g})" if self.stretch is not None else text
 
     def as_json(self) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """The real stack a bench run measures: Redis, Cerbos, the dev OIDC provider and one broker
-process, on free loopback ports; demo CRM MCP server processes are started per measure.
+process, on free loopback ports; MCP servers, extra brokers (with the bench routes) and extra
+Redis instances are started per measure.
+
+Cerbos serves a copy of policies/ plus bench/policies/ (the 50-tool server's resource kind);
+the repository's policies are used exactly as shipped.
 
 Process management is tests/support/services.py's (`ManagedProcess`: log file per process,
 bounded readiness waits, SIGTERM then SIGKILL, all stopped at interpreter exit), and the
@@ -11,10 +15,11 @@ on failure too.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -34,30 +39,41 @@ from tests.support.services import (
     free_port,
 )
 
+BENCH_POLICIES = Path(__file__).resolve().parent / "policies"
 BROKER_PREFIX = "bench:"
 TOKEN_TTL_SECONDS = 3600  # a token minted at the start outlives every measure
 
 
 class BrokerProcess(ManagedProcess):
-    """`agent-broker serve` in its own process (as deployed), not in the bench's event loop."""
+    """`agent-broker serve` in its own process (as deployed), not in the bench's event loop.
+
+    With `bench_routes`, `python -m bench.broker_app` instead: the same app and server
+    options plus the bench-only no-op and profiling routes (bench/broker_app.py).
+    """
 
     def __init__(self, work_dir: Path, *, redis_url: str, cerbos_address: str,
-                 oidc_issuer: str) -> None:
+                 oidc_issuer: str, prefix: str = BROKER_PREFIX,
+                 bench_routes: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.prefix = prefix
         work_dir.mkdir(parents=True, exist_ok=True)
         config = broker_config(
             self.url, redis_url=redis_url, cerbos_address=cerbos_address,
-            oidc_issuer=oidc_issuer, keys_file=work_dir / "keys.json",
-            redis_key_prefix=BROKER_PREFIX, admin={"audiences": [ADMIN_AUDIENCE]},
+            oidc_issuer=oidc_issuer, keys_file=work_dir / f"keys-{self.port}.json",
+            redis_key_prefix=prefix, admin={"audiences": [ADMIN_AUDIENCE]},
             token_ttl_seconds=TOKEN_TTL_SECONDS,
         )
         BrokerSettings(**config)  # fail here, with pydantic's message, not in the child's log
-        self.config_path = work_dir / "broker.yaml"
+        self.config_path = work_dir / f"broker-{self.port}.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        argv = [sys.executable, "-c", "from broker.cli import app; app()", "serve",
-                "--config", str(self.config_path), "--port", str(self.port),
-                "--log-level", "warning"]
+        if bench_routes:
+            argv = [sys.executable, "-m", "bench.broker_app", "--config", str(self.config_path),
+                    "--port", str(self.port), "--log-level", "warning"]
+        else:
+            argv = [sys.executable, "-c", "from broker.cli import app; app()", "serve",
+                    "--config", str(self.config_path), "--port", str(self.port),
+                    "--log-level", "warning"]
         super().__init__(f"broker-{self.port}", argv, work_dir, cwd=REPO_ROOT)
 
     def is_ready(self) -> bool:
@@ -100,6 +116,23 @@ class Stack:
     cerbos: CerbosService
     oidc: OidcProviderService
     broker: BrokerProcess
+    shared: dict[str, list[ManagedProcess]] = field(default_factory=dict)
+    """Processes two measures use alike (`shared_processes`), stopped with the stack."""
+
+    def shared_processes(self, key: str, make: Callable[[], Sequence[ManagedProcess]]
+                         ) -> list[ManagedProcess]:
+        """Start `make()`'s processes on first use, and hand the same ones out afterwards:
+        every process start costs a second or two of both cores."""
+        if key not in self.shared:
+            processes = list(make())
+            start_all(processes)
+            self.shared[key] = processes
+        return self.shared[key]
+
+    def stop_shared(self) -> None:
+        for processes in self.shared.values():
+            stop_all(processes)
+        self.shared.clear()
 
     @property
     def redis_url(self) -> str:
@@ -112,6 +145,13 @@ class Stack:
         finally:
             client.close()
 
+    def bench_broker(self, prefix: str, *, redis_url: str | None = None) -> BrokerProcess:
+        """A broker with the bench routes (not started), on its own key prefix and, if given,
+        its own Redis, so what it writes is measured and dropped apart from the rest."""
+        return BrokerProcess(self.work_dir / "brokers", redis_url=redis_url or self.redis_url,
+                             cerbos_address=self.cerbos.grpc_address,
+                             oidc_issuer=self.oidc.issuer, prefix=prefix, bench_routes=True)
+
     def mcp_server(self, prefix: str = BROKER_PREFIX) -> McpServerProcess:
         """A demo CRM server (not started) whose revocation feed reads `prefix`."""
         return McpServerProcess(self.work_dir / "mcp", broker=self.broker.url,
@@ -119,14 +159,29 @@ class Stack:
                                 prefix=prefix)
 
 
+def bench_policies(work_dir: Path) -> Path:
+    """policies/ as shipped, plus bench/policies (the 50-tool server's resource kind): a
+    copy, so the repository's policy directory stays exactly what the tests check."""
+    target = work_dir / "policies"
+    shutil.copytree(REPO_ROOT / "policies", target)
+    for policy in sorted(BENCH_POLICIES.glob("*.yaml")):
+        shutil.copy(policy, target / policy.name)
+    return target
+
+
 @contextlib.contextmanager
 def running_stack(work_dir: Path) -> Iterator[Stack]:
     # Redis without AOF and without snapshots: durability is not what is measured here
     redis = RedisService(work_dir / "redis", free_port(), appendonly=False)
-    cerbos = CerbosService(REPO_ROOT / "policies", work_dir / "cerbos", free_port(), free_port())
+    cerbos = CerbosService(bench_policies(work_dir), work_dir / "cerbos", free_port(),
+                           free_port())
     oidc = OidcProviderService(work_dir / "oidc", free_port())
     with running([redis, cerbos, oidc]):
         broker = BrokerProcess(work_dir / "broker", redis_url=redis.url,
                                cerbos_address=cerbos.grpc_address, oidc_issuer=oidc.issuer)
         with running([broker]):
-            yield Stack(work_dir, redis, cerbos, oidc, broker)
+            stack = Stack(work_dir, redis, cerbos, oidc, broker)
+            try:
+                yield stack
+            finally:
+                stack.stop_shared()

@@ -12,6 +12,10 @@ through tags (`scope:crm:write`) that the token lacks, and Cerbos says the same 
 allowed with them, the error is FastMCP's `InsufficientScopeError` naming those scopes.
 
 No verified agent token, unreadable claims, or no answer from Cerbos: deny, always.
+
+On the modern streamable HTTP transport, the listing the mcp SDK makes inside a `tools/call`
+(to find the tool's input schema) is answered with one CheckResources for both that listing
+and the call: see mcp_plugin/schema_lookup.py.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from mcp_plugin.principal import (
     build_uri_resource,
     scopes_from_tags,
 )
+from mcp_plugin.schema_lookup import ToolCallRequest, current_tool_call, take_prefetched
 
 C = TypeVar("C")
 NO_TOKEN = "no verified agent token"
@@ -137,6 +142,8 @@ class CerbosAuthorization(Middleware):
         return decisions
 
     async def _filter(self, components: Sequence[C], item: Callable[[C], CheckItem]) -> list[C]:
+        if not components:
+            return []
         decisions = await self.decide(get_access_token(), [item(c) for c in components])
         return [c for c, d in zip(components, decisions, strict=True) if d.allowed]
 
@@ -187,7 +194,25 @@ class CerbosAuthorization(Middleware):
         call_next: CallNext[mt.ListToolsRequest, Sequence[Tool]],
     ) -> Sequence[Tool]:
         tools = await call_next(context)
+        call = current_tool_call()
+        if call is not None:  # the transport's schema lookup inside a call
+            return await self._schema_lookup(call, [t for t in tools if t.name == call.name])
         return await self._filter(tools, lambda t: self.tool_item(t, TOOLS_LIST))
+
+    async def _schema_lookup(self, call: ToolCallRequest, tools: list[Tool]) -> list[Tool]:
+        """Listing the called tool and calling it, asked in one CheckResources; the call's
+        decision is kept for `on_call_tool` (mcp_plugin/schema_lookup.py)."""
+        token = get_access_token()
+        principal = principal_of(token)
+        arguments = call.arguments()
+        if token is None or principal is None or len(tools) != 1 or arguments is None:
+            return await self._filter(tools, lambda t: self.tool_item(t, TOOLS_LIST))
+        tool = tools[0]
+        listed, called = await self.pdp.check(principal, [
+            self.tool_item(tool, TOOLS_LIST), self.tool_item(tool, TOOLS_CALL, arguments)])
+        log_decisions(principal, [listed])  # the call's line is written when it is used
+        call.keep(token.token, called)
+        return tools if listed.allowed else []
 
     async def on_list_resources(
         self,
@@ -228,7 +253,12 @@ class CerbosAuthorization(Middleware):
             await self.decide(token, [_unknown_item(self.resource_kind, TOOLS_CALL, name)])
             raise NotFoundError(f"Unknown tool: {name!r}")
         item = self.tool_item(tool, TOOLS_CALL, context.message.arguments or {})
-        decision = (await self.decide(token, [item]))[0]
+        prefetched = take_prefetched(token.token, item) if token is not None else None
+        if prefetched is not None:
+            log_decisions(principal_of(token), [prefetched])
+            decision = prefetched
+        else:
+            decision = (await self.decide(token, [item]))[0]
         if decision.allowed:
             return await call_next(context)
         missing = await self.step_up_scopes(token, tool, item) if token is not None else []

@@ -10,6 +10,14 @@ broker's key for `kid`; every contract claim present and well-formed; `iss` is t
 
 Tokens of any other issuer are refused: this server never passes tokens through.
 
+Verified tokens are remembered (`cache_size`, keyed by the exact token string): an agent sends
+the same token with every request of a session, and re-checking the signature and re-parsing
+the claims of bytes already verified is pure cost (about 200 µs a request, issue 6's
+profile). What can change between two requests is still checked every time: `exp`, `nbf`
+and `iat` against the clock, the revocation view, and that the broker still publishes the
+very key that verified it (a key rotated out of the JWKS drops its tokens). Refused tokens
+are never remembered, so garbage cannot fill the cache.
+
 `AccessToken.expires_at` is the token's own `exp`. FastMCP's bearer backend refuses a token
 once that moment has passed on this server's clock, so over HTTP the leeway helps with `nbf`
 and `iat` (a broker clock ahead of ours), not with `exp`.
@@ -20,11 +28,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 from fastmcp.server.auth import AccessToken, TokenVerifier
+from jwt import PyJWK
 
 from mcp_plugin.claims import AgentClaims, ClaimsError, parse_claims
 from mcp_plugin.jwks import ALGORITHMS, BrokerKeys
@@ -39,6 +49,8 @@ logger = logging.getLogger("mcp_plugin.verifier")
 
 MAX_LEEWAY_SECONDS = 30
 MAX_TOKEN_BYTES = 8192
+DEFAULT_CACHE_SIZE = 4096
+"""Verified tokens remembered; at most ~4 MB (a token is under 1 kB), oldest dropped first."""
 FORBIDDEN_HEADERS = ("crit", "jku", "x5u", "jwk", "x5c")
 
 _SIGNATURE_ONLY: Any = {
@@ -59,6 +71,16 @@ class TokenRejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.level = level
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token whose signature, issuer, audience and claim shapes passed once."""
+
+    kid: str
+    key: PyJWK
+    claims: dict[str, Any]
+    parsed: AgentClaims
 
 
 def is_access_token_type(typ: object) -> bool:
@@ -83,9 +105,12 @@ class BrokerTokenVerifier(TokenVerifier):
         leeway: int = MAX_LEEWAY_SECONDS,
         clock: Callable[[], float] = time.time,
         required_scopes: list[str] | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:
         if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
             raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
+        if cache_size < 0:
+            raise ValueError("cache_size must be 0 (no cache) or more")
         super().__init__(required_scopes=required_scopes)
         self.issuer = broker
         self.resource = resource
@@ -94,6 +119,8 @@ class BrokerTokenVerifier(TokenVerifier):
         self.leeway = leeway
         self._clock = clock
         self._view_started = not isinstance(revocations, ManagedRevocationView)
+        self._cache_size = cache_size
+        self._verified: dict[str, _Verified] = {}  # insertion order: oldest first
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
@@ -115,6 +142,39 @@ class BrokerTokenVerifier(TokenVerifier):
         )
 
     async def _verify(self, token: str) -> tuple[dict[str, Any], AgentClaims]:
+        verified = await self._remembered(token)
+        if verified is None:
+            verified = await self._verify_signature(token)
+            self._check_claims(verified.parsed)
+            self._remember(token, verified)
+        else:
+            try:
+                self._check_claims(verified.parsed)
+            except TokenRejected:
+                self._verified.pop(token, None)  # expired: it will not come back
+                raise
+        await self._start_view()
+        self._check_revocation(verified.parsed)
+        return verified.claims, verified.parsed
+
+    async def _remembered(self, token: str) -> _Verified | None:
+        """The cached verification, if the key that made it is still the broker's."""
+        verified = self._verified.get(token)
+        if verified is None:
+            return None
+        if await self.keys.get(verified.kid) is not verified.key:
+            del self._verified[token]  # the key set changed since: verify again
+            return None
+        return verified
+
+    def _remember(self, token: str, verified: _Verified) -> None:
+        if self._cache_size == 0:
+            return
+        while len(self._verified) >= self._cache_size:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = verified
+
+    async def _verify_signature(self, token: str) -> _Verified:
         header = self._read_header(token)
         alg, kid = header["alg"], header["kid"]
         key = await self.keys.get(kid)
@@ -134,10 +194,7 @@ class BrokerTokenVerifier(TokenVerifier):
             parsed = parse_claims(claims)
         except ClaimsError as exc:
             raise TokenRejected(f"bad claims: {exc}") from None
-        self._check_claims(parsed)
-        await self._start_view()
-        self._check_revocation(parsed)
-        return claims, parsed
+        return _Verified(kid, key, claims, parsed)
 
     async def _start_view(self) -> None:
         if self._view_started or not isinstance(self.revocations, ManagedRevocationView):

@@ -58,9 +58,10 @@ def test_every_figure_is_produced(smoke: Smoke, name: str) -> None:
     for figure in figures.values():
         value = figure["value"]
         assert isinstance(value, int | float) and math.isfinite(value), figure
-        assert value >= 0, figure
+        # a difference of two p50s may come out below zero at smoke counts; nothing else may
+        assert value >= 0 or figure["name"].startswith("added latency"), figure
         assert isinstance(figure["unit"], str) and figure["unit"], figure
         goal = figure["goal"]
         if goal is not None:
-            assert goal["op"] in ("<=", "<") and isinstance(goal["limit"], int | float)
+            assert goal["op"] in ("<=", "<", ">=") and isinstance(goal["limit"], int | float)
             assert isinstance(figure["passed"], bool)

@@ -103,6 +103,43 @@ async def test_call_sends_arguments_tags_and_annotations(serve: Serve) -> None:
     assert attr["annotations"]["openWorldHint"] is True
 
 
+async def test_a_call_is_one_question_even_with_the_transports_schema_lookup(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The modern transport lists tools inside every call with arguments; that listing and
+    the call are asked together, once, and the call is not asked again."""
+    url, broker, pdp = serve()
+    token = broker.tokens.mint(scopes=["crm:read"])
+    async with Client(url, auth=token) as client:
+        await client.list_tools()  # the client's own listing, before the call
+        pdp.calls.clear()
+        with caplog.at_level(logging.INFO, logger="mcp_plugin.decisions"):
+            result = await client.call_tool("search_contacts", {"query": "ada"})
+    assert "Ada Lovelace" in str(result.content)
+    with_call = [items for _, items in pdp.calls
+                 if any(i.action.startswith("tools/call::") for i in items)]
+    assert [[i.action for i in items] for items in with_call] == [
+        ["tools/list::search_contacts", "tools/call::search_contacts"]]
+    assert with_call[0][1].resource.attr["arguments"] == {"query": "ada"}
+    assert all(len(items) in (1, 2) for _, items in pdp.calls)  # never the whole catalogue
+    lines = [json.loads(r.getMessage()) for r in caplog.records
+             if r.name == "mcp_plugin.decisions"]
+    assert [line["action"] for line in lines] == [
+        "tools/list::search_contacts", "tools/call::search_contacts"]
+
+
+async def test_a_denied_call_through_the_schema_lookup_is_still_unknown(serve: Serve) -> None:
+    url, broker, pdp = serve()
+    token = broker.tokens.mint(scopes=["email:send"])
+    async with Client(url, auth=token) as client:
+        with pytest.raises(ToolError) as denied:
+            await client.call_tool("send_email", {"to": "eve@evil.test", "subject": "s",
+                                                  "body": "b"})
+    assert str(denied.value) == "Unknown tool: 'send_email'"
+    calls = [i for _, items in pdp.calls for i in items if i.action.startswith("tools/call::")]
+    assert len(calls) == 1  # decided once, in the schema lookup, and that answer was used
+
+
 async def test_denied_call_looks_exactly_like_an_unknown_tool(serve: Serve) -> None:
     url, broker, pdp = serve()
     token = broker.tokens.mint(scopes=["email:send"])
@@ -212,7 +249,9 @@ async def test_decision_log_has_one_json_line_per_check_without_values(
              if r.name == "mcp_plugin.decisions"]
     listed = [line for line in lines if line["action"].startswith("tools/list::")]
     calls = [line for line in lines if line["action"].startswith("tools/call::")]
-    assert len(listed) % 8 == 0  # one line per tool per list (the client may list again)
+    # one line per tool per list (the client may list again), plus the one line of the
+    # transport's schema lookup inside the call (mcp_plugin/schema_lookup.py)
+    assert len(listed) % 8 == 1
     assert len(calls) == 1
     call = calls[0]
     assert call["principal"] == "alice"

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -274,3 +275,73 @@ async def test_managed_view_is_started_once_before_the_first_check(broker: FakeB
     assert await verifier.verify_token(token) is not None
     assert await verifier.verify_token(token) is not None
     assert feed.starts == 2
+
+
+# -- the verified-token cache (issue 6: no signature check twice for the same bytes) --------
+
+
+async def test_a_token_seen_before_is_not_verified_again(
+    verifier: BrokerTokenVerifier, broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    real = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    token = broker.tokens.mint()
+    for _ in range(3):
+        assert await verifier.verify_token(token) is not None
+    assert len(decoded) == 1
+    assert await verifier.verify_token(broker.tokens.mint()) is not None  # another token
+    assert len(decoded) == 2
+
+
+async def test_a_remembered_token_still_expires(
+    make_verifier: Callable[..., BrokerTokenVerifier], broker: FakeBroker
+) -> None:
+    now = [float(NOW)]
+    verifier = make_verifier()
+    verifier._clock = lambda: now[0]
+    token = broker.tokens.mint()  # exp NOW + 300
+    assert await verifier.verify_token(token) is not None
+    now[0] = NOW + 300 + 31
+    assert await verifier.verify_token(token) is None
+    now[0] = NOW
+    assert await verifier.verify_token(token) is not None  # verified afresh, not remembered
+
+
+async def test_a_remembered_token_dies_with_its_key(
+    broker: FakeBroker, make_verifier: Callable[..., BrokerTokenVerifier], monotonic: Any
+) -> None:
+    verifier = make_verifier()
+    token = broker.tokens.mint()
+    assert await verifier.verify_token(token) is not None
+    broker.tokens.keys[:] = [TestKeyPair.generate(kid="after-rotation")]
+    monotonic.now += 301  # the key set is stale: the next lookup refetches it
+    assert await verifier.verify_token(token) is None
+
+
+async def test_the_cache_is_bounded_and_can_be_off(
+    make_verifier: Callable[..., BrokerTokenVerifier], broker: FakeBroker
+) -> None:
+    bounded = make_verifier(cache_size=2)
+    tokens = [broker.tokens.mint() for _ in range(3)]
+    for token in tokens:
+        assert await bounded.verify_token(token) is not None
+    assert list(bounded._verified) == tokens[1:]  # the oldest went first
+    off = make_verifier(cache_size=0)
+    assert await off.verify_token(tokens[0]) is not None
+    assert off._verified == {}
+    with pytest.raises(ValueError, match="cache_size"):
+        make_verifier(cache_size=-1)
+
+
+async def test_refused_tokens_are_not_remembered(
+    verifier: BrokerTokenVerifier, broker: FakeBroker
+) -> None:
+    assert await verifier.verify_token(broker.tokens.mint(audience="http://x.test/mcp")) is None
+    assert await verifier.verify_token(_unknown_kid(broker)) is None
+    assert verifier._verified == {}
