@@ -211,7 +211,8 @@ class CerbosAuthorization(Middleware):
         listed, called = await self.pdp.check(principal, [
             self.tool_item(tool, TOOLS_LIST), self.tool_item(tool, TOOLS_CALL, arguments)])
         log_decisions(principal, [listed])  # the call's line is written when it is used
-        call.keep(token.token, called)
+        if called.failure is None:  # no answer (PDP down, slow): the call asks again itself
+            call.keep(token.token, called)
         return tools if listed.allowed else []
 
     async def on_list_resources(

@@ -140,6 +140,28 @@ async def test_a_denied_call_through_the_schema_lookup_is_still_unknown(serve: S
     assert len(calls) == 1  # decided once, in the schema lookup, and that answer was used
 
 
+async def test_a_call_without_an_answer_in_the_schema_lookup_asks_again(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PDP failure during the schema lookup is not kept: the call asks Cerbos itself."""
+    url, broker, pdp = serve()
+    real = pdp.check
+
+    async def flaky(principal: Principal, items: Sequence[CheckItem]) -> list[Decision]:
+        decisions = await real(principal, items)
+        if len(items) == 2:  # the lookup's combined question: no answer for the call
+            decisions[1] = Decision(items[1], False, failure="PDP unavailable: test")
+        return decisions
+
+    monkeypatch.setattr(pdp, "check", flaky)
+    token = broker.tokens.mint(scopes=["crm:read"])
+    async with Client(url, auth=token) as client:
+        result = await client.call_tool("search_contacts", {"query": "ada"})
+    assert "Ada Lovelace" in str(result.content)
+    calls = [i for _, items in pdp.calls for i in items if i.action.startswith("tools/call::")]
+    assert len(calls) == 2  # in the lookup, then again by the call itself
+
+
 async def test_denied_call_looks_exactly_like_an_unknown_tool(serve: Serve) -> None:
     url, broker, pdp = serve()
     token = broker.tokens.mint(scopes=["email:send"])

@@ -345,3 +345,15 @@ async def test_refused_tokens_are_not_remembered(
     assert await verifier.verify_token(broker.tokens.mint(audience="http://x.test/mcp")) is None
     assert await verifier.verify_token(_unknown_kid(broker)) is None
     assert verifier._verified == {}
+
+
+async def test_each_request_gets_its_own_claims(
+    verifier: BrokerTokenVerifier, broker: FakeBroker
+) -> None:
+    token = broker.tokens.mint(actors=["summarizer", "research-agent"])
+    first = await verifier.verify_token(token)
+    assert first is not None
+    first.claims["act"]["sub"] = "someone-else"  # a careless middleware
+    second = await verifier.verify_token(token)
+    assert second is not None
+    assert second.claims["act"]["sub"] == "summarizer"
