@@ -49,11 +49,6 @@ REQUESTED_TOKEN_TYPES = (ACCESS_TOKEN_TYPE, JWT_TYPE)
 
 log = logging.getLogger(__name__)
 
-# Claims about the token itself, not the user: useless to a policy and noisy in sessions.
-_MECHANICS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "nonce", "at_hash", "c_hash",
-                        "auth_time", "azp", "sid", "typ", "acr", "amr", "s_hash", "cnf"})
-
-
 @dataclass(frozen=True, slots=True)
 class ExchangeRequest:
     subject_token: str
@@ -154,7 +149,7 @@ class TokenExchangeGrant:
     async def _delegate(self, client: Agent, request: ExchangeRequest,
                         catalog: frozenset[str], now: int) -> ExchangeResult:
         identity = await self._validate_upstream(request.subject_token)
-        attr = {k: v for k, v in identity.claims.items() if k not in _MECHANICS}
+        attr = identity.user_claims()
         decision = scope_algebra.narrow(requested=request.scope, declared=client.scopes,
                                         catalog=catalog)
         sid = self._new_id()

@@ -15,6 +15,12 @@ from broker.revocation import TokenFacts
 from broker.sessions import SessionRecord
 
 Clock = Callable[[], float]
+
+TOKEN_MECHANICS = frozenset({
+    "iss", "aud", "exp", "iat", "nbf", "jti", "nonce", "at_hash", "c_hash", "auth_time", "azp",
+    "sid", "typ", "acr", "amr", "s_hash", "cnf",
+})
+"""Claims about a token rather than its user: useless to a policy and noisy in records."""
 """Seconds since the epoch; a parameter everywhere so tests pin time instead of sleeping."""
 
 
@@ -29,6 +35,10 @@ class SubjectIdentity:
     claims: Mapping[str, Any] = field(repr=False)
     issued_at: int = 0
     """The token's `iat`: revocations of the user or agent cover tokens issued before them."""
+
+    def user_claims(self) -> dict[str, Any]:
+        """The claims about the user (what Cerbos sees as principal attributes)."""
+        return {k: v for k, v in self.claims.items() if k not in TOKEN_MECHANICS}
 
 
 @dataclass(frozen=True, slots=True)

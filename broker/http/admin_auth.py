@@ -24,9 +24,6 @@ SESSION_CSRF = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-# Claims that describe the token rather than the human: not useful to an admin policy.
-_MECHANICS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "nonce", "at_hash",
-                        "c_hash", "auth_time", "azp", "sid", "typ", "s_hash", "cnf"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +85,5 @@ async def authenticate_admin(request: Request) -> AdminCaller:
         raise InvalidToken() from None
     except DependencyUnavailable:
         raise TemporarilyUnavailable() from None
-    attr = {k: v for k, v in identity.claims.items() if k not in _MECHANICS}
-    principal = AdminPrincipal(identity.subject, identity.roles, attr)
+    principal = AdminPrincipal(identity.subject, identity.roles, identity.user_claims())
     return AdminCaller(principal, identity.issuer, via_console)

@@ -59,10 +59,11 @@ def to_value(data: Any) -> struct_pb2.Value:
     return json_format.ParseDict(data, struct_pb2.Value())
 
 
-def build_principal(question: DelegationQuestion) -> engine_pb2.Principal:
-    roles = [r for r in dict.fromkeys((*question.roles, BASE_ROLE)) if _ROLE.match(r)]
-    return engine_pb2.Principal(id=question.subject, roles=roles,
-                                attr=_to_values(question.principal_attr))
+def build_principal(subject: str, roles: Sequence[str],
+                    attr: Mapping[str, Any]) -> engine_pb2.Principal:
+    """A human: their upstream roles that Cerbos can name, plus the base role `user`."""
+    cerbos_roles = [r for r in dict.fromkeys((*roles, BASE_ROLE)) if _ROLE.match(r)]
+    return engine_pb2.Principal(id=subject, roles=cerbos_roles, attr=_to_values(attr))
 
 
 ResourceEntry = request_pb2.CheckResourcesRequest.ResourceEntry
@@ -116,7 +117,7 @@ class CerbosPolicyPoint:
         await self._client.close()  # type: ignore[no-untyped-call]
 
     async def delegable_scopes(self, question: DelegationQuestion) -> frozenset[str]:
-        principal = build_principal(question)
+        principal = build_principal(question.subject, question.roles, question.principal_attr)
         entries = build_resources(question)
         chunks = [entries[i : i + self._chunk] for i in range(0, len(entries), self._chunk)]
         responses = await self._call(
@@ -137,9 +138,7 @@ class CerbosPolicyPoint:
                 kind=ADMIN_KIND, id=c.resource_id, attr=_to_values(c.attr)))
             for c in checks
         ]
-        roles = [r for r in dict.fromkeys((*principal.roles, BASE_ROLE)) if _ROLE.match(r)]
-        cerbos_principal = engine_pb2.Principal(id=principal.subject, roles=roles,
-                                                attr=_to_values(principal.attr))
+        cerbos_principal = build_principal(principal.subject, principal.roles, principal.attr)
         response = await self._call(self._client.check_resources(cerbos_principal, entries))
         by_id = {}
         for result in response.results:
