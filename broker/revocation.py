@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -175,8 +175,6 @@ class Revocation:
     revoked_by: str
     revoked_at: int
     reason: str
-    cascade_from: tuple[str, ...] = ()
-    """Sessions whose descendants the store must also revoke (found in Redis, atomically)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "target": self.target.describe(), "revoked_by": self.revoked_by,
@@ -188,6 +186,7 @@ class RevocationPlan:
     revocation: Revocation
     entries: tuple[Entry, ...]
     cascade_from: tuple[str, ...]
+    """Sessions whose descendants the store also revokes (found in Redis, atomically)."""
     child_forget_leeway: int
     """Added to each descendant's own expiry to get its entry's forget_at."""
 
@@ -209,13 +208,16 @@ def plan_revocation(
     retention: int,
     leeway: int,
     expires_at: int | None = None,
+    token_session: str | None = None,
     revocation_id: str | None = None,
 ) -> RevocationPlan:
     """Turn a target into entries (pure; the store expands sessions into their descendants).
 
     `expires_at` is the covered token's or session's own expiry when known; otherwise the
-    entry lives as long as any token issued now could. User and agent cutoffs are kept for
-    `retention` so that older upstream tokens cannot be exchanged again.
+    entry lives as long as any token issued now could. `token_session` is the session of a
+    token target, when known: it is revoked with the token, descendants included. User and
+    agent cutoffs are kept for `retention` so that older upstream tokens cannot be exchanged
+    again.
     """
     rid = revocation_id or new_revocation_id()
     reason = reason.strip()[:MAX_REASON_LENGTH]
@@ -226,15 +228,9 @@ def plan_revocation(
         cutoff, forget = token_forget, token_forget
     else:
         cutoff, forget = now, cutoff_forget
+    entries = [Entry(target.field, cutoff, forget, rid)]
     cascade = (target.sid,) if target.sid is not None else ()
-    fields = [(target.field, cutoff, forget)]
-    entries = tuple(Entry(f, cutoff, forget, rid) for f, cutoff, forget in fields)
-    return RevocationPlan(revocation, entries, cascade, leeway)
-
-
-def merge_cutoffs(entries: Iterable[Entry]) -> dict[str, int]:
-    """Several entries for one field keep the latest cutoff: revocations only ever widen."""
-    merged: dict[str, int] = {}
-    for entry in entries:
-        merged[entry.field] = max(entry.cutoff, merged.get(entry.field, entry.cutoff))
-    return merged
+    if target.kind is TargetKind.TOKEN and token_session is not None:
+        entries.append(Entry(session_field(token_session), cutoff, forget, rid))
+        cascade = (token_session,)
+    return RevocationPlan(revocation, tuple(entries), cascade, leeway)

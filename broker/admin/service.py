@@ -119,6 +119,7 @@ class AdminService:
             target, revoked_by=revoked_by, reason=reason, now=int(self._clock()),
             token_ttl=settings.token_ttl_seconds, retention=settings.revocation_retention_seconds,
             leeway=settings.clock_leeway_seconds, expires_at=expires_at,
+            token_session=session.sid if session is not None else None,
         )
         user = session.subject if session is not None else target.subject
         agent = session.agent if session is not None else target.agent

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from broker import audit
 from broker.config import AuditSettings
 from broker.ports import Clock
-from broker.revocation import RevocationPlan, TargetKind
+from broker.revocation import RevocationPlan
 from broker.stores.redis import RedisEdge, RedisKeys, text
 from broker.stores.redis_scripts import REVOKE
 
@@ -61,11 +61,6 @@ class RedisRevocationStore(RedisEdge):
         for entry in plan.entries:
             args += [entry.field, entry.cutoff, entry.forget_at]
         args += [len(plan.cascade_from), *plan.cascade_from]
-        if rev.target.kind is TargetKind.TOKEN and rev.target.jti is not None:
-            # the token's own session, found through the jti index, and its descendants
-            args += [1, rev.target.jti, plan.entries[0].forget_at]
-        else:
-            args += [0]
         written = await self._call(self._revoke(keys=script_keys, args=args))
         return int(written)
 

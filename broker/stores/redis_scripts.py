@@ -3,7 +3,7 @@
 Redis runs a script alone, so an exchange that opens a session and an admin who revokes it
 cannot interleave: either the exchange's check sees the revocation (and mints nothing), or
 the revocation's cascade sees the new child session (and revokes it). Both scripts build a
-few keys from the prefix (children, jti index): fine on one Redis or Sentinel, not on Cluster.
+few keys from the prefix (children): fine on one Redis or Sentinel, not on Cluster.
 The entry format is docs/revocation-protocol.md.
 """
 
@@ -68,7 +68,7 @@ REVOKE = """
 -- ARGV: 1 now, 2 channel, 3 key prefix, 4 revocation id, 5 leeway, 6 revocation json,
 --       7 audit json, 8 audit max len, 9 per-subject audit max len, 10 audit retention,
 --       11 has user stream, 12 has agent stream, 13 entry count n, then n (field, c, f),
---       then cascade-from count m and m sids, then jti-lookup count k and k (jti, forget_at)
+--       then cascade-from count m and m sids
 local now, channel, prefix, rid = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local leeway = tonumber(ARGV[5])
 local published = {}
@@ -98,16 +98,6 @@ i = i + 1
 local m = tonumber(ARGV[i])
 for j = 1, m do
   queue[#queue + 1] = ARGV[i + j]
-end
-i = i + m + 1
-local k = tonumber(ARGV[i])
-for j = 1, k do
-  local jti, forget = ARGV[i + 2 * j - 1], tonumber(ARGV[i + 2 * j])
-  local sid = redis.call('GET', prefix .. 'jti:' .. jti)
-  if sid then
-    put('sid:' .. sid, forget, forget)
-    queue[#queue + 1] = sid
-  end
 end
 local head = 1
 while head <= #queue do

@@ -13,7 +13,6 @@ from broker.revocation import (
     TokenFacts,
     check_revoked,
     fields_for,
-    merge_cutoffs,
     plan_revocation,
 )
 
@@ -81,7 +80,8 @@ def test_a_known_expiry_bounds_a_token_entry() -> None:
 
 
 def test_user_cutoffs_cover_tokens_issued_until_the_revocation_second_only() -> None:
-    cutoffs = merge_cutoffs(plan(RevocationTarget(TargetKind.USER, subject="alice")).entries)
+    cutoffs = {e.field: e.cutoff
+               for e in plan(RevocationTarget(TargetKind.USER, subject="alice")).entries}
     assert check_revoked(TokenFacts("alice", ("x",), NOW), cutoffs) == "user:alice"
     assert check_revoked(TokenFacts("alice", ("x",), NOW + 1), cutoffs) is None
     assert check_revoked(TokenFacts("bob", ("x",), NOW), cutoffs) is None
@@ -93,10 +93,12 @@ def test_an_agent_anywhere_in_the_chain_is_covered() -> None:
     assert check_revoked(TokenFacts("alice", ("other",), NOW - 10), cutoffs) is None
 
 
-def test_merging_keeps_the_widest_cutoff() -> None:
-    entries = [Entry("user:a", 5, 10, "r1"), Entry("user:a", 9, 20, "r2"),
-               Entry("user:a", 7, 30, "r3")]
-    assert merge_cutoffs(entries) == {"user:a": 9}
+def test_a_token_with_a_known_session_revokes_the_session_and_its_descendants() -> None:
+    result = plan(RevocationTarget(TargetKind.TOKEN, jti="j1"), expires_at=NOW + 60,
+                  token_session="s1")
+    assert [(e.field, e.cutoff) for e in result.entries] == [("jti:j1", NOW + 90),
+                                                             ("sid:s1", NOW + 90)]
+    assert result.cascade_from == ("s1",)
 
 
 def test_entries_round_trip_through_the_wire_format() -> None:
