@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,7 +37,7 @@ from broker.ports import (
     SubjectIdentity,
     SubjectTokenValidator,
 )
-from broker.revocation import Revoked, TokenFacts
+from broker.revocation import Revoked, TokenFacts, token_facts
 from broker.sessions import SessionRecord
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -190,8 +190,7 @@ class TokenExchangeGrant:
             expires_at=min(now + self.settings.token_ttl_seconds, parent.expires_at,
                            session.lineage_expires_at),
             lineage_expires_at=session.lineage_expires_at,
-            material=TokenFacts(subject=parent.subject, actors=(*parent.chain, client.client_id),
-                                issued_at=parent.issued_at, jti=parent.jti, sid=parent.sid),
+            material=replace(token_facts(parent), actors=(*parent.chain, client.client_id)),
         )
 
     async def _finish(self, client: Agent, request: ExchangeRequest,

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from broker.claims import AgentToken
+
 
 class Revoked(Exception):
     """The token or subject material is covered by a revocation; args[0] is the entry field."""
@@ -91,6 +93,12 @@ class TokenFacts:
     issued_at: int
     jti: str | None = None
     sid: str | None = None
+
+
+def token_facts(token: AgentToken) -> TokenFacts:
+    """The facts of one of this broker's agent tokens."""
+    return TokenFacts(subject=token.subject, actors=token.chain, issued_at=token.issued_at,
+                      jti=token.jti, sid=token.sid)
 
 
 def fields_for(facts: TokenFacts) -> list[str]:

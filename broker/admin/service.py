@@ -13,6 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from broker.audit import AuditQuery
+from broker.claims import AgentToken
 from broker.config import BrokerSettings
 from broker.ports import Clock
 from broker.revocation import (
@@ -23,6 +24,7 @@ from broker.revocation import (
     check_revoked,
     fields_for,
     plan_revocation,
+    token_facts,
 )
 from broker.sessions import SessionRecord
 from broker.stores.redis import RedisKeys, connect
@@ -101,9 +103,12 @@ class AdminService:
         return [SessionStatus(r, check_revoked(x, cutoffs)) for r, x in zip(records, facts,
                                                                            strict=True)]
 
-    async def check_token(self, facts: TokenFacts) -> str | None:
-        """The revocation entry covering a token, or None (introspection)."""
-        return check_revoked(facts, await self.revocations.cutoffs(fields_for(facts)))
+    async def is_active(self, token: AgentToken) -> bool:
+        """A verified token is active while its session is live and nothing revokes it."""
+        facts = token_facts(token)
+        record, cutoffs = await self.sessions.session_and_cutoffs(token.sid, fields_for(facts))
+        return (record is not None and record.jti == token.jti
+                and check_revoked(facts, cutoffs) is None)
 
     async def revoke(self, target: RevocationTarget, *, revoked_by: str, reason: str = "",
                      expires_at: int | None = None, session: SessionRecord | None = None,

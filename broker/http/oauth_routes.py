@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from broker import tokens
+from broker.claims import AgentToken
 from broker.errors import (
     DependencyUnavailable,
     InvalidRequest,
@@ -22,7 +24,7 @@ from broker.http.forms import read_form
 from broker.http.metrics import EXCHANGE_SECONDS, EXCHANGES
 from broker.http.services import BrokerServices
 from broker.jws import TokenRejected
-from broker.revocation import RevocationTarget, TargetKind, TokenFacts
+from broker.revocation import RevocationTarget, TargetKind
 
 router = APIRouter()
 log = logging.getLogger("broker.exchange")
@@ -30,6 +32,23 @@ log = logging.getLogger("broker.exchange")
 def _services(request: Request) -> BrokerServices:
     services: BrokerServices = request.app.state.services
     return services
+
+
+def _own_live_token(services: BrokerServices, form: Mapping[str, str], *,
+                    audience: str | None = None) -> AgentToken | None:
+    """The form's `token`, if it is a live agent token of this broker (introspection and
+    revocation answer the same for anything else: inactive, nothing to revoke)."""
+    token_value = form.get("token")
+    if not token_value:
+        raise InvalidRequest("The token parameter is required.")
+    now = services.clock()
+    try:
+        return tokens.verify(token_value, services.keyring.current(now),
+                             issuer=services.settings.issuer, now=now, leeway=0,
+                             audience=audience)
+    except TokenRejected as exc:
+        log.debug("not a live agent token of ours (%s)", exc)
+        return None
 
 
 @router.post("/oauth2/token", openapi_extra=docs.TOKEN_FORM, responses=docs.TOKEN_RESPONSES,
@@ -77,33 +96,16 @@ async def introspect(request: Request) -> JSONResponse:
     services = _services(request)
     form = await read_form(request, services.settings.max_request_bytes)
     caller = await services.auth_limiter.authenticate(services.resource_auth, request, form)
-    token_value = form.get("token")
-    if not token_value:
-        raise InvalidRequest("The token parameter is required.")
     resource = next(r.uri for r in services.settings.resources if r.client_id == caller)
-    now = services.clock()
     inactive = JSONResponse({"active": False}, headers=NO_STORE)
-    try:
-        agent_token = tokens.verify(
-            token_value, services.keyring.current(now), issuer=services.settings.issuer,
-            now=now, leeway=0, audience=resource,
-        )
-    except TokenRejected as exc:
-        log.debug("introspection: token inactive (%s)", exc)
+    agent_token = _own_live_token(services, form, audience=resource)
+    if agent_token is None:
         return inactive
     try:
-        session = await services.sessions.get_session(agent_token.sid)
+        active = await services.admin.is_active(agent_token)
     except DependencyUnavailable:
         raise TemporarilyUnavailable() from None
-    if session is None or session.jti != agent_token.jti:
-        return inactive
-    facts = TokenFacts(subject=agent_token.subject, actors=agent_token.chain,
-                       issued_at=agent_token.issued_at, jti=agent_token.jti, sid=agent_token.sid)
-    try:
-        revoked = await services.admin.check_token(facts)
-    except DependencyUnavailable:
-        raise TemporarilyUnavailable() from None
-    if revoked is not None:
+    if not active:
         return inactive
     body = {"active": True, "token_type": "Bearer", **agent_token.claims}
     return JSONResponse(body, headers=NO_STORE)
@@ -117,18 +119,9 @@ async def revoke(request: Request) -> JSONResponse:
     services = _services(request)
     form = await read_form(request, services.settings.max_request_bytes)
     client_id = await services.auth_limiter.authenticate(services.agent_auth, request, form)
-    token_value = form.get("token")
-    if not token_value:
-        raise InvalidRequest("The token parameter is required.")
-    now = services.clock()
     ok = JSONResponse({}, headers=NO_STORE)
-    try:
-        agent_token = tokens.verify(
-            token_value, services.keyring.current(now), issuer=services.settings.issuer,
-            now=now, leeway=0,
-        )
-    except TokenRejected as exc:
-        log.debug("revocation: not a live token of ours (%s)", exc)
+    agent_token = _own_live_token(services, form)
+    if agent_token is None:
         return ok
     if agent_token.client_id != client_id:
         raise UnauthorizedClient("A client may only revoke tokens issued to it.")

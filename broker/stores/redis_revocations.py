@@ -30,6 +30,12 @@ class RevocationInfo:
     forget_at: int
 
 
+def cutoffs_from(fields: Sequence[str], raws: Sequence[Any]) -> dict[str, int | None]:
+    """An HMGET of the revocation hash as field -> cutoff (None: not revoked)."""
+    return {f: (None if raw is None else int(json.loads(raw)["c"]))
+            for f, raw in zip(fields, raws, strict=True)}
+
+
 class RedisRevocationStore(RedisEdge):
     def __init__(self, client: aioredis.Redis, keys: RedisKeys, timeout_ms: int, clock: Clock,
                  audit_settings: AuditSettings | None = None) -> None:
@@ -69,8 +75,7 @@ class RedisRevocationStore(RedisEdge):
         if not fields:
             return {}
         raws = await self._call(self._redis.hmget(self._keys.revoked, list(fields)))
-        return {f: (None if raw is None else int(json.loads(raw)["c"]))
-                for f, raw in zip(fields, raws, strict=True)}
+        return cutoffs_from(fields, raws)
 
     async def list_revocations(self, limit: int = 100) -> list[RevocationInfo]:
         """Revocations still within the audit retention, newest first."""

@@ -19,6 +19,7 @@ from broker.ports import Clock
 from broker.revocation import Revoked, TokenFacts, fields_for
 from broker.sessions import SessionRecord
 from broker.stores.redis import RedisEdge, RedisKeys, text
+from broker.stores.redis_revocations import cutoffs_from
 from broker.stores.redis_scripts import OPEN_SESSION
 
 MAX_PAGE = 500
@@ -55,6 +56,16 @@ class RedisSessionStore(RedisEdge):
     async def get_session(self, sid: str) -> SessionRecord | None:
         raw = await self._call(self._redis.get(self._keys.session(sid)))
         return None if raw is None else SessionRecord.from_json(raw)
+
+    async def session_and_cutoffs(self, sid: str, fields: Sequence[str],
+                                  ) -> tuple[SessionRecord | None, dict[str, int | None]]:
+        """A session and the cutoffs of `fields`, in one round trip (introspection)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self._keys.session(sid))
+        pipe.hmget(self._keys.revoked, list(fields))
+        raw, raws = await self._call(pipe.execute())
+        record = None if raw is None else SessionRecord.from_json(raw)
+        return record, cutoffs_from(fields, raws)
 
     async def session_of_token(self, jti: str) -> SessionRecord | None:
         sid = await self._call(self._redis.get(self._keys.jti(jti)))
