@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.mcp_processes import INITIALIZE, MCP_HEADERS, McpServerProcess
+from tests.integration.mcp_processes import McpServerProcess
+from tests.support.mcp import INITIALIZE, MCP_HEADERS
 
 
 def probe_client() -> httpx.AsyncClient:

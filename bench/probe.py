@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 
-from tests.integration.mcp_processes import INITIALIZE
+from tests.support.mcp import INITIALIZE
 
 _BODY = json.dumps(INITIALIZE).encode()
 

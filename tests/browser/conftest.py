@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from agent_broker_demo.crm_server import build_protected_server
 from broker.config import BrokerSettings
 from broker.http.app import create_app
-from mcp_plugin.testing import Endpoint
 from tests.integration.conftest import CRM, Broker, broker_config
 from tests.integration.revocation_support import RevocationStack
 from tests.support.asgi import serve_in_thread
+from tests.support.mcp import served_crm
 from tests.support.services import free_port
 
 CONSOLE_CLIENT = "agent-broker-console"
@@ -105,12 +104,6 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
 def crm_url(console_stack: RevocationStack, cerbos_address: str, redis_url: str
             ) -> Iterator[str]:
     """The demo CRM, following the broker's revocations through Redis (RedisRevocationFeed)."""
-    endpoint = Endpoint()
-    mcp = build_protected_server(broker=console_stack.broker.url, resource=CRM,
-                                 cerbos=cerbos_address, redis_url=redis_url,
-                                 revocation_key_prefix=console_stack.prefix)
-    try:
-        with endpoint.serve(mcp.http_app(path=endpoint.path)):
-            yield endpoint.url
-    finally:
-        endpoint.close()
+    with served_crm(broker=console_stack.broker.url, cerbos=cerbos_address, resource=CRM,
+                    redis_url=redis_url, revocation_key_prefix=console_stack.prefix) as url:
+        yield url

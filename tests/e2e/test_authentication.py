@@ -11,15 +11,11 @@ from fastmcp import Client
 from mcp_plugin.testing import FakeBroker, TestKeyPair
 from tests.e2e.clients import connect
 from tests.e2e.conftest import CrmServer, Mint
+from tests.support.mcp import INITIALIZE
+from tests.support.mcp import MCP_HEADERS as HEADERS
 
 pytestmark = pytest.mark.integration
 
-INITIALIZE = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-               "clientInfo": {"name": "e2e", "version": "1"}},
-}
-HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 def _tampered(mint: Mint) -> str:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from fastmcp import Client
@@ -17,37 +16,24 @@ from mcp.shared.exceptions import MCPError
 
 from agent_broker_demo.crm_server import CrmStore, build_protected_server
 from mcp_plugin.testing import Endpoint, FakeBroker
+from tests.support.mcp import initialize_status, served_crm
 from tests.support.revocations import eventually, forget, revoke
 from tests.support.services import free_port
 
 pytestmark = pytest.mark.integration
 
 WHO: dict[str, Any] = {"roles": ["sales_manager"], "scopes": ["crm:read"]}
-INITIALIZE = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-               "clientInfo": {"name": "e2e", "version": "1"}},
-}
 
 
-@contextmanager
-def serve(broker: FakeBroker, cerbos: str, redis_url: str, prefix: str) -> Iterator[str]:
+def serve(broker: FakeBroker, cerbos: str, redis_url: str, prefix: str
+          ) -> AbstractContextManager[str]:
     """The demo CRM, protected, following revocations under `prefix` (staleness 0.5 s)."""
-    endpoint = Endpoint()
-    mcp = build_protected_server(
-        broker=broker.issuer, resource=endpoint.url, cerbos=cerbos, redis_url=redis_url,
-        store=CrmStore(), revocation_key_prefix=prefix, revocation_staleness_seconds=0.5,
-    )
-    try:
-        with endpoint.serve(mcp.http_app(path=endpoint.path)):
-            yield endpoint.url
-    finally:
-        endpoint.close()
+    return served_crm(broker=broker.issuer, cerbos=cerbos, redis_url=redis_url,
+                      store=CrmStore(), revocation_key_prefix=prefix,
+                      revocation_staleness_seconds=0.5)
 
 
-def status(url: str, token: str) -> int:
-    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {token}"}
-    return httpx.post(url, json=INITIALIZE, headers=headers, trust_env=False).status_code
+status = initialize_status
 
 
 def feed_connections_of(client: redis.Redis) -> int:

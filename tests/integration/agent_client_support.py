@@ -19,8 +19,8 @@ from agent_broker_demo.crm_server import build_protected_server
 from broker.client import decode_unverified
 from mcp_plugin.testing import Endpoint
 from tests.integration.conftest import CRM, SIGNER_KEY, BrokerFactory, broker_config
-from tests.integration.mcp_processes import INITIALIZE, MCP_HEADERS
 from tests.integration.revocation_support import RevocationStack, start_stack
+from tests.support.mcp import INITIALIZE, MCP_HEADERS
 
 READ_TOOLS = ["get_contact", "list_deals", "search_contacts"]
 REFUSAL_DEADLINE_S = 2.0

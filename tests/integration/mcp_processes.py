@@ -8,12 +8,8 @@ from pathlib import Path
 import httpx
 
 from tests.integration.conftest import CRM
+from tests.support.mcp import initialize_status
 from tests.support.services import ManagedProcess, free_port
-
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {},
-    "clientInfo": {"name": "revocation-test", "version": "1"}}}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 class McpServerProcess(ManagedProcess):
@@ -41,8 +37,4 @@ class McpServerProcess(ManagedProcess):
 
     def status(self, token: str, http: httpx.Client | None = None) -> int:
         """The HTTP status of an MCP initialize with this bearer token (200, or 401)."""
-        headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
-        if http is not None:
-            return http.post(self.url, json=INITIALIZE, headers=headers).status_code
-        return httpx.post(self.url, json=INITIALIZE, headers=headers, trust_env=False,
-                          timeout=5).status_code
+        return initialize_status(self.url, token, http)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import pytest
 
 from tests.integration.conftest import (
     CRM,
@@ -100,3 +101,19 @@ def start_stack(start_broker: BrokerFactory, *, redis_url: str, cerbos_address: 
                           redis_key_prefix=prefix, admin={"audiences": [ADMIN_AUDIENCE]},
                           **over)
     return RevocationStack(broker, oidc_issuer, prefix)
+
+
+def stack_fixture(scope: Literal["function", "module"] = "function") -> Any:
+    """A `stack` fixture for a test module: each test (or the module) gets its own prefix.
+
+    Function scope where tests revoke whole agents (a cutoff would reach the next test's
+    logins); module scope where tests only revoke their own fresh users and sessions.
+    """
+
+    @pytest.fixture(scope=scope, name="stack")
+    def _stack(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
+               oidc_issuer: str) -> RevocationStack:
+        return start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
+                           oidc_issuer=oidc_issuer)
+
+    return _stack

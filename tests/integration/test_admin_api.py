@@ -6,15 +6,9 @@ import time
 
 import pytest
 
-from tests.integration.conftest import BrokerFactory
-from tests.integration.revocation_support import ADMIN_AUDIENCE, RevocationStack, start_stack
+from tests.integration.revocation_support import RevocationStack, stack_fixture
 
-
-@pytest.fixture(scope="module")
-def stack(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
-          oidc_issuer: str) -> RevocationStack:
-    return start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
-                       oidc_issuer=oidc_issuer)
+stack = stack_fixture("module")
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +206,3 @@ def test_the_audit_trail_records_exchanges_with_reasons_and_revocations(
     listed = stack.admin("GET", "/admin/revocations", admin).json()["revocations"]
     assert any(r["reason"] == "audit test" for r in listed)
 
-
-def test_admin_tokens_need_the_admin_audience(stack: RevocationStack) -> None:
-    assert ADMIN_AUDIENCE in stack.broker.settings.admin.audiences

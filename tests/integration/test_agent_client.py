@@ -23,7 +23,7 @@ from tests.integration.agent_client_support import (
     signer_assertion,
 )
 from tests.integration.conftest import SECRETS
-from tests.integration.mcp_processes import INITIALIZE, MCP_HEADERS
+from tests.support.mcp import INITIALIZE, MCP_HEADERS
 
 __all__ = ["agents"]  # the module fixture, imported for pytest
 

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agent_broker_demo.crm_server import build_protected_server
-from mcp_plugin.testing import Endpoint
 from tests.e2e.clients import CLIENT_KINDS, connect
 from tests.integration.conftest import CRM, SECRETS, Broker, basic, exchange_form
+from tests.support.mcp import served_crm
 
 READ_TOOLS = ["get_contact", "list_deals", "search_contacts"]
 WRITE_TOOLS = ["add_note", "update_contact"]
@@ -20,14 +19,8 @@ WRITE_TOOLS = ["add_note", "update_contact"]
 @pytest.fixture(scope="module")
 def crm_url(broker: Broker, cerbos_address: str) -> Iterator[str]:
     """The CRM listens on a free port but keeps the resource URI the broker knows it by."""
-    endpoint = Endpoint()
-    mcp = build_protected_server(broker=broker.url, resource=CRM, cerbos=cerbos_address,
-                                 redis_url=None)
-    try:
-        with endpoint.serve(mcp.http_app(path=endpoint.path)):
-            yield endpoint.url
-    finally:
-        endpoint.close()
+    with served_crm(broker=broker.url, cerbos=cerbos_address, resource=CRM) as url:
+        yield url
 
 
 def agent_token(broker: Broker, form: dict[str, str], headers: dict[str, str]) -> str:

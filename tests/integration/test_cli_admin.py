@@ -9,18 +9,13 @@ import yaml
 from typer.testing import CliRunner
 
 from broker.cli import app
-from tests.integration.conftest import BrokerFactory
-from tests.integration.revocation_support import RevocationStack, start_stack
+from tests.integration.revocation_support import RevocationStack, stack_fixture
 from tests.support.services import free_port
 
 runner = CliRunner()
 
 
-@pytest.fixture
-def stack(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
-          oidc_issuer: str) -> RevocationStack:
-    return start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
-                       oidc_issuer=oidc_issuer)
+stack = stack_fixture()
 
 
 @pytest.fixture

@@ -10,21 +10,15 @@ import asyncio
 import json
 import time
 
-import pytest
 import redis
 
 from broker.revocation import RevocationTarget, TargetKind, plan_revocation
 from broker.stores.redis import RedisKeys, connect
 from broker.stores.redis_revocations import RedisRevocationStore
-from tests.integration.conftest import BrokerFactory, basic
-from tests.integration.revocation_support import RevocationStack, start_stack
+from tests.integration.conftest import basic
+from tests.integration.revocation_support import RevocationStack, stack_fixture
 
-
-@pytest.fixture
-def stack(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
-          oidc_issuer: str) -> RevocationStack:
-    return start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
-                       oidc_issuer=oidc_issuer)
+stack = stack_fixture()
 
 
 def revoke(stack: RevocationStack, **target: str) -> dict:

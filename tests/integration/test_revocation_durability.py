@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BrokerFactory
+from tests.integration.conftest import BrokerFactory, basic
 from tests.integration.revocation_support import ADMIN_AUDIENCE, RevocationStack, start_stack
 from tests.support.services import RedisService, start_redis
 
@@ -36,9 +36,10 @@ def test_a_redis_crash_loses_no_revocation(aof_redis: RedisService, start_broker
                        json={"user": other_user}).status_code == 201
 
     aof_redis.kill()  # SIGKILL: no chance to save anything more
-    with stack.http() as http:
-        down = http.post("/oauth2/token", data={"grant_type": "x"})
-    assert down.status_code in (400, 503)
+    with stack.http() as http:  # while Redis is down: fail closed, never "inactive"
+        down = http.post("/oauth2/introspect", data={"token": kept.token},
+                         headers=basic("crm-server"))
+    assert down.status_code == 503
     aof_redis.start()
     assert not stack.is_active(by_session.token)
     assert not stack.is_active(child.token)

@@ -15,18 +15,13 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from mcp.shared.exceptions import MCPError
 
-from tests.integration.conftest import BrokerFactory
 from tests.integration.mcp_processes import McpServerProcess
-from tests.integration.revocation_support import Minted, RevocationStack, start_stack
+from tests.integration.revocation_support import Minted, RevocationStack, stack_fixture
 
 PROPAGATION_DEADLINE_S = 2.0  # generous for a shared CI machine; `make bench` measures ms
 
 
-@pytest.fixture(scope="module")
-def stack(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
-          oidc_issuer: str) -> RevocationStack:
-    return start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
-                       oidc_issuer=oidc_issuer)
+stack = stack_fixture("module")
 
 
 @pytest.fixture(scope="module")

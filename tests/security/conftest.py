@@ -20,11 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from agent_broker_demo.crm_server import build_protected_server
 from broker.config import BrokerSettings
 from broker.keys import KeyringFile
 from broker.secrets import hash_secret
-from mcp_plugin.testing import Endpoint
 from tests.integration.conftest import (  # noqa: F401 - fixtures shared with integration
     CRM,
     DOCS,
@@ -38,6 +36,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures shared with in
 from tests.integration.conftest import SECRETS as BASE_SECRETS
 from tests.support.asgi import serve_in_thread
 from tests.support.jose import RSA_KEY, SigningKey, jwks_of
+from tests.support.mcp import initialize_status, served_crm
 
 SECRETS = {**BASE_SECRETS, "helper-agent": "helper-secret-0123456789abcdef01",
            "deep-agent": "deep-secret-0123456789abcdef0123"}
@@ -45,11 +44,6 @@ SIGNER = SigningKey(SIGNER_KEY, "EdDSA", "signer-1")
 SIGNER_TWO = SigningKey(ed25519.Ed25519PrivateKey.generate(), "EdDSA", "signer-2")
 IDP_KEY = RSA_KEY
 IDP_AUDIENCE = "agent-host"
-MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {},
-    "clientInfo": {"name": "security-test", "version": "1"}}}
-
 
 @dataclass
 class Server:
@@ -167,23 +161,11 @@ def broker_signing_key(settings: BrokerSettings) -> SigningKey:
 @pytest.fixture(scope="session")
 def crm_url(sec_broker: Broker, cerbos_address: str) -> Iterator[str]:
     """The demo CRM behind mcp_plugin, trusting `sec_broker`, known to it as resource CRM."""
-    endpoint = Endpoint()
-    mcp = build_protected_server(broker=sec_broker.url, resource=CRM, cerbos=cerbos_address,
-                                 redis_url=None)
-    try:
-        with endpoint.serve(mcp.http_app(path=endpoint.path)):
-            yield endpoint.url
-    finally:
-        endpoint.close()
+    with served_crm(broker=sec_broker.url, cerbos=cerbos_address, resource=CRM) as url:
+        yield url
 
 
-def mcp_status(url: str, token: str) -> int:
-    """The status of an MCP initialize carrying this bearer token (200 or 401)."""
-    # bytes: a non-ASCII token must reach the server as sent, not fail in the client
-    headers = {**MCP_HEADERS, "Authorization": ("Bearer " + token).encode()}
-    response = httpx.post(url, json=INITIALIZE, headers=headers,  # type: ignore[arg-type]
-                          trust_env=False, timeout=10)
-    return response.status_code
+mcp_status = initialize_status
 
 
 def post_form(broker: Broker, path: str, form: dict[str, str],
