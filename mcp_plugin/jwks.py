@@ -3,8 +3,9 @@
 Keys are parsed into `PyJWK` objects once per fetch, never per request. The set is
 refreshed when older than `max_age`, and on an unknown `kid` at most once per
 `refetch_interval` seconds, so a flood of tokens with made-up kids cannot turn into a flood
-of requests to the broker. If a refresh fails, the keys already held stay in use (tokens
-are short-lived) and a warning says so. Only EdDSA and ES256 keys are kept.
+of requests to the broker; requests arriving while a fetch is in flight wait for it. If a
+refresh fails, the keys already held stay in use (tokens are short-lived) and a warning says
+so. Only EdDSA and ES256 keys are kept.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ class BrokerKeys:
         key = self._keys.get(kid)
         if key is not None and not stale:
             return key
-        if self._may_attempt(now):
+        # join a fetch in flight too: at a cold start or a key rotation, requests with the new
+        # kid arrive together, and all but the first would otherwise be refused by the interval
+        if self._may_attempt(now) or self._loop_lock().locked():
             await self._refresh()
         else:
             logger.debug("unknown kid %s; key set refetched less than %ss ago", kid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -119,3 +120,29 @@ async def test_metadata_of_another_issuer_is_refused(
         assert await verifier.verify_token(token) is None
     assert any("another issuer" in r.getMessage() for r in caplog.records)
     assert impostor.jwks_requests == 0
+
+
+async def test_requests_arriving_during_a_fetch_wait_for_it(
+    broker: FakeBroker, monotonic: Monotonic
+) -> None:
+    """A cold start, or a rotation: tokens with a kid not yet fetched arrive together. The
+    first starts the fetch; the others must wait for it, not be refused by the interval."""
+    release = asyncio.Event()
+    answer = broker.transport()
+
+    class HeldBroker(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await release.wait()
+            return answer.handle_request(request)
+
+    keys = BrokerKeys(ISSUER, http_client=httpx.AsyncClient(transport=HeldBroker()),
+                      monotonic=monotonic)
+    verifier = BrokerTokenVerifier(broker=ISSUER, resource=RESOURCE, keys=keys,
+                                   clock=lambda: NOW)
+    pending = [asyncio.create_task(verifier.verify_token(broker.tokens.mint()))
+               for _ in range(5)]
+    for _ in range(20):  # every request reaches the key lookup while the fetch is held
+        await asyncio.sleep(0)
+    release.set()
+    assert all(accepted is not None for accepted in await asyncio.gather(*pending))
+    assert broker.jwks_requests == 1
