@@ -134,7 +134,8 @@ class Agent(_Strict):
     may_delegate_to: list[str] = []
     """Agents that may exchange this agent's tokens for narrower ones (re-delegation)."""
     dpop_bound: bool = False
-    """Shown by the admin API; DPoP proofs are not checked by this version."""
+    """Require a DPoP proof (RFC 9449) on its token requests: every token it gets is bound to
+    its key (`cnf.jkt`). When false, a proof is still honoured if the agent sends one."""
 
     @field_validator("scopes")
     @classmethod
@@ -235,6 +236,9 @@ class BrokerSettings(BaseSettings):
     """Agents in one chain, the first included; deeper re-delegation is `invalid_grant`."""
     clock_leeway_seconds: int = Field(default=30, ge=0, le=MAX_LEEWAY_SECONDS)
     """Tolerated clock skew when checking `exp`, `nbf` and `iat` of incoming tokens."""
+    dpop_proof_window_seconds: int = Field(default=60, ge=5, le=300)
+    """A DPoP proof's `iat` may be this far from our clock, either way; its `jti` is
+    remembered in Redis that long, so a proof is accepted once across all broker processes."""
     signing: SigningSettings = SigningSettings()
     redis_url: str = "redis://127.0.0.1:6380/0"
     """Sessions, revocations and the audit trail; run Redis with AOF."""

@@ -69,6 +69,14 @@ class UnsupportedTokenType(OAuthError):
     default_description = "The token type is not supported."
 
 
+class InvalidDPoPProof(OAuthError):
+    """RFC 9449 §5: the DPoP proof is missing where required, invalid, replayed, or made
+    with another key than the one the subject token is bound to."""
+
+    error = "invalid_dpop_proof"
+    default_description = "The DPoP proof is missing or invalid."
+
+
 class TemporarilyUnavailable(OAuthError):
     """A dependency (Redis, Cerbos, an upstream JWKS) did not answer in time: fail closed."""
 

@@ -8,6 +8,7 @@ an agent token of this broker (re-delegation: a child session that can only narr
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from broker.claims import AgentToken, build_agent_claims
 from broker.config import Agent, BrokerSettings
 from broker.errors import (
     DependencyUnavailable,
+    InvalidDPoPProof,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
@@ -55,6 +57,8 @@ class ExchangeRequest:
     subject_token_type: str
     resource: str
     scope: tuple[str, ...] | None
+    dpop_jkt: str | None = None
+    """Thumbprint of the key of the request's checked DPoP proof (RFC 9449), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +67,14 @@ class ExchangeResult:
     expires_in: int
     scope: str
     session: SessionRecord
+    bound: bool = False
+    """Bound to a DPoP key (`cnf.jkt`): its token type is DPoP (RFC 9449 §5)."""
 
     def to_body(self) -> dict[str, Any]:
         return {
             "access_token": self.access_token,
             "issued_token_type": ACCESS_TOKEN_TYPE,
-            "token_type": "Bearer",
+            "token_type": "DPoP" if self.bound else "Bearer",
             "expires_in": self.expires_in,
             "scope": self.scope,
         }
@@ -94,8 +100,10 @@ def _resource_from(form: Mapping[str, str]) -> str:
     return target
 
 
-def parse_exchange_request(form: Mapping[str, str]) -> ExchangeRequest:
-    """Check the parameters of a token exchange request (RFC 8693 §2.1)."""
+def parse_exchange_request(form: Mapping[str, str], *,
+                           dpop_jkt: str | None = None) -> ExchangeRequest:
+    """Check the parameters of a token exchange request (RFC 8693 §2.1); `dpop_jkt` is the
+    key of its already checked DPoP proof."""
     subject_token = _required(form, "subject_token")
     subject_token_type = _required(form, "subject_token_type")
     if subject_token_type not in SUBJECT_TOKEN_TYPES:
@@ -110,7 +118,24 @@ def parse_exchange_request(form: Mapping[str, str]) -> ExchangeRequest:
         subject_token_type=subject_token_type,
         resource=_resource_from(form),
         scope=scope_algebra.parse_scope_param(form.get("scope")),
+        dpop_jkt=dpop_jkt,
     )
+
+
+def bound_key(token: AgentToken) -> str | None:
+    """The `cnf.jkt` of one of our tokens: the thumbprint of the DPoP key it is bound to."""
+    cnf = token.claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+    return jkt if isinstance(jkt, str) else None
+
+
+def check_binding_proven(parent: AgentToken, proven: str | None) -> None:
+    """Re-delegating a DPoP-bound token takes a proof by the key it is bound to, so a stolen
+    bound token cannot be laundered into a fresh one (bound to the thief's key, or to none);
+    the child token is then bound to that same key (docs/security.md, "DPoP")."""
+    jkt = bound_key(parent)
+    if jkt is not None and (proven is None or not hmac.compare_digest(jkt, proven)):
+        raise InvalidDPoPProof("The DPoP proof must be made with the subject token's key.")
 
 
 def new_id() -> str:
@@ -142,6 +167,8 @@ class TokenExchangeGrant:
         catalog = self._catalog.get(request.resource)
         if catalog is None or request.resource not in client.resources:
             raise InvalidTarget()
+        if client.dpop_bound and request.dpop_jkt is None:
+            raise InvalidDPoPProof("This client must send a DPoP proof.")
         if tokens.peek_issuer(request.subject_token) == self.settings.issuer:
             return await self._redelegate(client, request, catalog, now)
         return await self._delegate(client, request, catalog, now)
@@ -177,6 +204,7 @@ class TokenExchangeGrant:
             raise InvalidGrant("The delegation chain would exceed the maximum depth.")
         if request.resource != parent.audience:
             raise InvalidTarget("A re-delegated token keeps the resource of its parent.")
+        check_binding_proven(parent, request.dpop_jkt)
         session = await self._load_session(parent.sid)
         if session is None or session.jti != parent.jti:
             raise InvalidGrant()
@@ -234,10 +262,11 @@ class TokenExchangeGrant:
         claims = build_agent_claims(
             issuer=self.settings.issuer, subject=subject, audience=request.resource,
             client_id=client.client_id, scopes=granted, chain=chain, roles=roles, sid=sid,
-            jti=jti, issued_at=now, expires_at=expires_at,
+            jti=jti, issued_at=now, expires_at=expires_at, cnf_jkt=request.dpop_jkt,
         )
         token = tokens.mint(claims, self._keyring(now), now)
-        return ExchangeResult(token, expires_at - now, " ".join(granted), record)
+        return ExchangeResult(token, expires_at - now, " ".join(granted), record,
+                              bound=request.dpop_jkt is not None)
 
     async def _validate_upstream(self, token: str) -> SubjectIdentity:
         try:

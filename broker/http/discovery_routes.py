@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from broker.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from broker.errors import DependencyUnavailable
 from broker.exchange import GRANT_TYPE
 from broker.http.services import BrokerServices
@@ -50,6 +51,7 @@ def build_metadata(services: BrokerServices) -> dict[str, Any]:
             "urn:ietf:params:oauth:token-type:id_token",
             "urn:ietf:params:oauth:token-type:jwt",
         ],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),  # RFC 9449 §5.1
     }
 
 

@@ -17,8 +17,9 @@ from broker.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from broker.exchange import GRANT_TYPE, parse_exchange_request
+from broker.exchange import GRANT_TYPE, bound_key, parse_exchange_request
 from broker.http import openapi_docs as docs
+from broker.http.dpop import proven_key
 from broker.http.errors import NO_STORE
 from broker.http.forms import read_form
 from broker.http.metrics import EXCHANGE_SECONDS, EXCHANGES
@@ -69,7 +70,7 @@ async def token(request: Request) -> JSONResponse:
             agent = services.settings.agent(client_id)
             if agent is None:  # authenticated against the same settings: cannot happen
                 raise UnauthorizedClient()
-            exchange = parse_exchange_request(form)
+            exchange = parse_exchange_request(form, dpop_jkt=await proven_key(request, services))
             if "actor_token" in form:
                 await services.agent_auth.verify_actor(client_id, form["actor_token"])
             result = await services.grant.exchange(agent, exchange)
@@ -107,7 +108,8 @@ async def introspect(request: Request) -> JSONResponse:
         raise TemporarilyUnavailable() from None
     if not active:
         return inactive
-    body = {"active": True, "token_type": "Bearer", **agent_token.claims}
+    token_type = "DPoP" if bound_key(agent_token) else "Bearer"  # `cnf` is among the claims
+    body = {"active": True, "token_type": token_type, **agent_token.claims}
     return JSONResponse(body, headers=NO_STORE)
 
 

@@ -58,7 +58,8 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait (RFC 6585).",
 
 CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("RFC 6749 §5.2 error: invalid_request, invalid_grant, invalid_scope, "
-                "invalid_target, unauthorized_client, unsupported_grant_type."),
+                "invalid_target, unauthorized_client, unsupported_grant_type; "
+                "invalid_dpop_proof (RFC 9449, token endpoint)."),
     401: _error("invalid_client: client authentication failed."),
     413: _error("invalid_request: the body exceeds `max_request_bytes`."),
     429: _error("temporarily_unavailable: too many failed client authentications.",
@@ -84,7 +85,7 @@ TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
         "required": ["access_token", "issued_token_type", "token_type", "expires_in", "scope"],
         "properties": {"access_token": _STRING,
                        "issued_token_type": {"type": "string", "enum": [ACCESS_TOKEN_TYPE]},
-                       "token_type": {"type": "string", "enum": ["Bearer"]},
+                       "token_type": {"type": "string", "enum": ["Bearer", "DPoP"]},
                        "expires_in": {"type": "integer", "minimum": 1},
                        "scope": _STRING}}),
     **CLIENT_ERRORS,

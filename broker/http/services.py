@@ -48,6 +48,8 @@ class BrokerServices:
     """Validates admins' bearer tokens (upstream issuers, `admin.audiences`); None: closed."""
     auth_limiter: FailedAuthLimiter
     """Every client authentication goes through it (failed-attempt rate limit)."""
+    replay: redis_stores.RedisReplayCache
+    """Single-use `jti`s: client assertions and DPoP proofs."""
 
     @property
     def token_endpoint(self) -> str:
@@ -117,5 +119,5 @@ def build_services(settings: BrokerSettings, clock: Clock = time.time) -> Broker
         sessions=sessions, redis_health=redis_stores.RedisHealth(*edge), grant=grant,
         agent_auth=agent_auth, resource_auth=resource_auth, admin=admin,
         admin_tokens=admin_tokens,
-        auth_limiter=FailedAuthLimiter(*edge, settings=settings.rate_limits),
+        auth_limiter=FailedAuthLimiter(*edge, settings=settings.rate_limits), replay=replay,
     )
