@@ -11,6 +11,7 @@
 
 from mcp_plugin.authorization import CerbosAuthorization
 from mcp_plugin.claims import REQUIRED_CLAIMS, AgentClaims, ClaimsError, parse_claims
+from mcp_plugin.dpop_auth import BrokerAuthentication, MemoryProofReplayCache, ProofReplayCache
 from mcp_plugin.jwks import BrokerKeys
 from mcp_plugin.pdp import CerbosPolicyPoint, Decision, PolicyDecisionPoint
 from mcp_plugin.principal import CheckItem, Principal, ResourceRef, build_principal
@@ -29,6 +30,7 @@ __all__ = [
     "REQUIRED_CLAIMS",
     "AgentClaims",
     "BrokerAuthProvider",
+    "BrokerAuthentication",
     "BrokerKeys",
     "BrokerTokenVerifier",
     "CerbosAuthorization",
@@ -37,8 +39,10 @@ __all__ = [
     "ClaimsError",
     "Decision",
     "ManagedRevocationView",
+    "MemoryProofReplayCache",
     "PolicyDecisionPoint",
     "Principal",
+    "ProofReplayCache",
     "Protection",
     "RedisRevocationFeed",
     "ResourceRef",

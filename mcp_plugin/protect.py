@@ -24,6 +24,7 @@ import httpx
 from fastmcp import FastMCP
 from fastmcp.server.auth import RemoteAuthProvider
 from fastmcp.server.providers import Provider
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from pydantic import AnyHttpUrl
 from starlette.middleware import Middleware as ASGIMiddleware
@@ -32,6 +33,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_plugin.authorization import CerbosAuthorization
+from mcp_plugin.dpop import ALGORITHMS as DPOP_ALGORITHMS
+from mcp_plugin.dpop_auth import (
+    DEFAULT_PROOF_WINDOW_SECONDS,
+    BrokerAuthentication,
+    ProofReplayCache,
+)
 from mcp_plugin.pdp import (
     DEFAULT_MAX_RESOURCES_PER_REQUEST,
     DEFAULT_TIMEOUT_SECONDS,
@@ -52,6 +59,8 @@ class BrokerAuthProvider(RemoteAuthProvider):
 
     The metadata is served with the URIs exactly as configured: pydantic's URL type would add
     a trailing slash to the broker's issuer, and issuer identifiers compare as strings.
+    Requests are authenticated by `BrokerAuthentication`: Bearer, and DPoP-bound tokens with
+    their proofs (RFC 9449); with `dpop_required`, only DPoP-bound tokens are accepted.
     """
 
     def __init__(
@@ -60,6 +69,9 @@ class BrokerAuthProvider(RemoteAuthProvider):
         *,
         scopes_supported: list[str] | None = None,
         resource_name: str | None = None,
+        dpop_required: bool = False,
+        dpop_proof_window: int = DEFAULT_PROOF_WINDOW_SECONDS,
+        dpop_replay: ProofReplayCache | None = None,
     ) -> None:
         parts = urlsplit(verifier.resource)
         super().__init__(
@@ -72,6 +84,8 @@ class BrokerAuthProvider(RemoteAuthProvider):
         self.verifier = verifier
         self.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(verifier.resource)))
         self._step_up: tuple[CerbosAuthorization, FastMCP[Any]] | None = None
+        self.dpop_required, self.dpop_proof_window = dpop_required, dpop_proof_window
+        self.dpop_replay = dpop_replay
 
     def enable_step_up(self, authorization: CerbosAuthorization, server: FastMCP[Any]) -> None:
         self._step_up = (authorization, server)
@@ -81,6 +95,8 @@ class BrokerAuthProvider(RemoteAuthProvider):
             "resource": self.verifier.resource,
             "authorization_servers": [self.verifier.issuer],
             "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
+            "dpop_bound_access_tokens_required": self.dpop_required,
         }
         if self.scopes_supported:
             document["scopes_supported"] = list(self.scopes_supported)
@@ -103,7 +119,19 @@ class BrokerAuthProvider(RemoteAuthProvider):
                       methods=["GET", "OPTIONS"])]
 
     def get_middleware(self) -> list[Any]:
-        middleware = list(super().get_middleware())
+        # in place of FastMCP's AuthenticationMiddleware + BearerAuthBackend (Bearer only)
+        middleware: list[Any] = [
+            ASGIMiddleware(
+                BrokerAuthentication,
+                verifier=self.verifier,
+                mcp_path=urlsplit(self.verifier.resource).path or "/",
+                resource_metadata_url=self.metadata_url,
+                dpop_required=self.dpop_required,
+                proof_window=self.dpop_proof_window,
+                replay=self.dpop_replay,
+            ),
+            ASGIMiddleware(AuthContextMiddleware),
+        ]
         if self._step_up is not None:
             authorization, server = self._step_up
             middleware.append(
@@ -175,6 +203,8 @@ def protect(
     http_client: httpx.AsyncClient | None = None,
     revocation_key_prefix: str = "ab:",
     revocation_staleness_seconds: float = 5.0,
+    dpop_required: bool = False,
+    dpop_proof_window_seconds: int = DEFAULT_PROOF_WINDOW_SECONDS,
 ) -> Protection:
     """Protect `mcp`: agent tokens of `broker` for `resource`, every operation asked of Cerbos.
 
@@ -186,6 +216,10 @@ def protect(
     `RedisRevocationFeed` on `redis_url` (the broker's `redis_key_prefix` must equal
     `revocation_key_prefix`; every token is refused while the feed has heard nothing from
     Redis for `revocation_staleness_seconds`), else an empty `StaticRevocations`.
+
+    DPoP (RFC 9449): tokens bound to a key (`cnf.jkt`) are accepted only with the DPoP scheme
+    and a fresh proof by that key (`iat` within `dpop_proof_window_seconds`); with
+    `dpop_required`, unbound tokens are refused too, and the metadata says so.
     """
     if mcp.auth is not None:
         raise ValueError("this FastMCP server already has an auth provider")
@@ -209,7 +243,8 @@ def protect(
         max_resources_per_request=max_resources_per_request,
     )
     auth = BrokerAuthProvider(
-        verifier, scopes_supported=scopes_supported, resource_name=resource_name
+        verifier, scopes_supported=scopes_supported, resource_name=resource_name,
+        dpop_required=dpop_required, dpop_proof_window=dpop_proof_window_seconds,
     )
     if step_up_challenge:
         auth.enable_step_up(authorization, mcp)

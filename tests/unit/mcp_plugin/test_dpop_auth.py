@@ -1,0 +1,168 @@
+"""BrokerAuthentication over real loopback HTTP (a fake broker's keys, a scripted PDP): the
+DPoP scheme for bound tokens, Bearer for the rest, and the challenges of each refusal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from agent_broker_demo.crm_server import build_protected_server
+from mcp_plugin.dpop_auth import MemoryProofReplayCache
+from mcp_plugin.testing import Endpoint, FakeBroker
+from tests.support.dpop import DPoPKey, forged_proof, proof_claims
+from tests.support.mcp import INITIALIZE, MCP_HEADERS
+from tests.unit.mcp_plugin.test_authorization import ScriptedPDP
+
+Served = tuple[str, FakeBroker]
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Served]]:
+    stack: list[Any] = []
+
+    def start(**options: Any) -> Served:
+        endpoint = Endpoint()
+        broker = FakeBroker(audience=endpoint.url)
+        mcp = build_protected_server(broker=broker.issuer, resource=endpoint.url,
+                                     cerbos=ScriptedPDP(), redis_url=None,
+                                     http_client=broker.http_client(), **options)
+        context = endpoint.serve(mcp.http_app(path=endpoint.path))
+        context.__enter__()
+        stack.append((context, endpoint))
+        return endpoint.url, broker
+
+    yield start
+    for context, endpoint in reversed(stack):
+        context.__exit__(None, None, None)
+        endpoint.close()
+
+
+def bound(broker: FakeBroker, key: DPoPKey) -> str:
+    return broker.tokens.mint(claims={"cnf": {"jkt": key.thumbprint}})
+
+
+def post(url: str, authorization: str, proof: str | None = None) -> httpx.Response:
+    headers = {**MCP_HEADERS, "Authorization": authorization}
+    if proof is not None:
+        headers["DPoP"] = proof
+    return httpx.post(url, json=INITIALIZE, headers=headers, trust_env=False, timeout=10)
+
+
+def challenge(response: httpx.Response, scheme: str) -> str:
+    found = [c for c in response.headers.get_list("www-authenticate")
+             if c.startswith(f"{scheme} ")]
+    assert len(found) == 1, response.headers
+    return found[0]
+
+
+def test_a_bound_token_with_its_proof_is_accepted(serve: Callable[..., Served]) -> None:
+    url, broker = serve()
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    response = post(url, f"DPoP {token}", key.proof("POST", url, access_token=token))
+    assert response.status_code == 200, response.text
+
+
+def test_a_bound_token_sent_as_bearer_is_refused(serve: Callable[..., Served]) -> None:
+    url, broker = serve()
+    response = post(url, f"Bearer {bound(broker, DPoPKey.generate())}")
+    assert response.status_code == 401
+    assert challenge(response, "Bearer").startswith('Bearer error="invalid_token"')
+    assert challenge(response, "DPoP") == (
+        f'DPoP algs="EdDSA ES256", resource_metadata="{_metadata(url)}"')
+
+
+def test_unbound_tokens_keep_working_as_bearer_only(serve: Callable[..., Served]) -> None:
+    url, broker = serve()
+    token = broker.tokens.mint()
+    assert post(url, f"Bearer {token}").status_code == 200
+    key = DPoPKey.generate()
+    refused = post(url, f"DPoP {token}", key.proof("POST", url, access_token=token))
+    assert refused.status_code == 401
+    assert challenge(refused, "DPoP").startswith('DPoP error="invalid_token"')
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(lambda key, url, token: key.proof("GET", url, access_token=token), id="htm"),
+    pytest.param(lambda key, url, token: key.proof("POST", url + "x", access_token=token),
+                 id="htu-path"),
+    pytest.param(lambda key, url, token: key.proof(
+        "POST", url.replace("127.0.0.1", "localhost"), access_token=token), id="htu-host"),
+    pytest.param(lambda key, url, token: key.proof("POST", url, access_token=token + "x"),
+                 id="ath"),
+    pytest.param(lambda key, url, token: key.proof("POST", url), id="no-ath"),
+    pytest.param(lambda key, url, token: DPoPKey.generate().proof("POST", url,
+                                                                  access_token=token),
+                 id="another-key"),
+    pytest.param(lambda key, url, token: forged_proof(
+        key._key, proof_claims("POST", url, access_token=token, now=time.time() - 120)),
+        id="stale-iat"),
+    pytest.param(lambda key, url, token: forged_proof(
+        key._key, proof_claims("POST", url, access_token=token, now=time.time() + 120)),
+        id="future-iat"),
+    pytest.param(lambda key, url, token: None, id="missing"),
+])
+def test_a_bad_proof_is_invalid_dpop_proof(serve: Callable[..., Served], bad: Any) -> None:
+    url, broker = serve()
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    response = post(url, f"DPoP {token}", bad(key, url, token))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_dpop_proof"
+    assert challenge(response, "DPoP").startswith('DPoP error="invalid_dpop_proof"')
+    assert f'resource_metadata="{_metadata(url)}"' in challenge(response, "Bearer")
+
+
+def test_a_proof_is_accepted_once(serve: Callable[..., Served]) -> None:
+    url, broker = serve()
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    proof = key.proof("POST", url, access_token=token)
+    assert post(url, f"DPoP {token}", proof).status_code == 200
+    replayed = post(url, f"DPoP {token}", proof)
+    assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_dpop_proof"
+
+
+def test_dpop_required_refuses_unbound_tokens_and_says_so(serve: Callable[..., Served]) -> None:
+    url, broker = serve(dpop_required=True)
+    refused = post(url, f"Bearer {broker.tokens.mint()}")
+    assert refused.status_code == 401
+    assert "DPoP-bound" in challenge(refused, "Bearer")
+    missing = httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS, trust_env=False)
+    assert missing.status_code == 401 and "error=" not in missing.headers["www-authenticate"]
+    assert challenge(missing, "DPoP").startswith('DPoP algs="EdDSA ES256"')
+    metadata = httpx.get(_metadata(url), trust_env=False).json()
+    assert metadata["dpop_bound_access_tokens_required"] is True
+    assert metadata["dpop_signing_alg_values_supported"] == ["EdDSA", "ES256"]
+    key = DPoPKey.generate("ES256")
+    token = bound(broker, key)
+    assert post(url, f"DPoP {token}", key.proof("POST", url, access_token=token)
+                ).status_code == 200
+
+
+def test_by_default_the_metadata_accepts_but_does_not_require_dpop(
+        serve: Callable[..., Served]) -> None:
+    url, _ = serve()
+    metadata = httpx.get(_metadata(url), trust_env=False).json()
+    assert metadata["dpop_bound_access_tokens_required"] is False
+    assert metadata["dpop_signing_alg_values_supported"] == ["EdDSA", "ES256"]
+
+
+async def test_the_replay_cache_forgets_after_the_window_and_refuses_when_full() -> None:
+    now = [1000.0]
+    cache = MemoryProofReplayCache(max_entries=2, clock=lambda: now[0])
+    assert await cache.first_use("a", 1060) and not await cache.first_use("a", 1060)
+    assert await cache.first_use("b", 1061)
+    assert not await cache.first_use("c", 1062), "full of live entries: refuse"
+    now[0] = 1060.5
+    assert await cache.first_use("c", 1120), "a's window closed: room again"
+    assert not await cache.first_use("b", 1061)
+
+
+def _metadata(url: str) -> str:
+    base, path = url.rsplit("/", 1)
+    return f"{base}/.well-known/oauth-protected-resource/{path}"
