@@ -8,8 +8,9 @@
                              resource="http://127.0.0.1:8401/mcp", scope="crm:read")
     async with Client("http://127.0.0.1:8401/mcp", auth=auth) as mcp: ...
 
-It imports only httpx (and httpx2 when present) and the standard library, never the broker's
-server code, so agents depend on nothing they do not use.
+With `dpop=True` (or a `DPoPKey`), tokens are bound to a key the agent holds (RFC 9449).
+It imports only httpx (and httpx2 when present), cryptography and the standard library, never
+the broker's server code, so agents depend on nothing they do not use.
 """
 
 from broker.client.auth import SubjectTokenSource, TokenExchangeAuth
@@ -23,6 +24,7 @@ from broker.client.discovery import (
     resource_metadata_from,
     well_known_url,
 )
+from broker.client.dpop import DPoPKey
 from broker.client.errors import DiscoveryError, TokenExchangeError
 from broker.client.exchange import (
     ACCESS_TOKEN_TYPE,
@@ -45,6 +47,7 @@ __all__ = [
     "AssertionSource",
     "AuthMethod",
     "ClientCredentials",
+    "DPoPKey",
     "DiscoveryError",
     "ExchangedToken",
     "SubjectTokenSource",

@@ -2,9 +2,11 @@
 
 It exchanges the user's (or a parent agent's) token at the broker, caches the agent token,
 exchanges again shortly before expiry, and once when the resource answers 401 (a revoked
-session, a rotated key), then resends the request once. The flow is written once, as a
-generator of steps (send, discover, lease a token); `sync_auth_flow` and `async_auth_flow`
-only drive it, so both behave the same.
+session, a rotated key), then resends the request once. With `dpop`, tokens are bound to a key
+(RFC 9449): each token request and each resource request carries a fresh proof by it, and the
+token goes as `Authorization: DPoP <token>`; a server's `use_dpop_nonce` gets one retry.
+The flow is written once, as a generator of steps (send, discover, lease a token);
+`sync_auth_flow` and `async_auth_flow` only drive it, so both behave the same.
 
 FastMCP >= 4 and the MCP SDK >= 2 send their requests with `httpx2`, which only accepts its own
 `Auth` subclasses: the class derives from both, and uses nothing on requests and responses
@@ -30,7 +32,9 @@ from broker.client.discovery import (
     discover_broker_sync,
     discover_token_endpoint,
     discover_token_endpoint_sync,
+    parse_www_authenticate,
 )
+from broker.client.dpop import DPoPKey
 from broker.client.exchange import (
     ID_TOKEN_TYPE,
     AssertionSource,
@@ -71,6 +75,7 @@ class _Lease:
 class _Granted:
     token: str
     fresh: bool  # exchanged for this very request: a 401 would not be cured by another
+    dpop: bool = False  # bound to our DPoP key: sent with the DPoP scheme and a proof
 
 
 _Step = _Send | _Discover | _Lease
@@ -108,6 +113,7 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        dpop: DPoPKey | bool = False,
     ) -> None:
         if (broker is None) == (not discover):
             raise ValueError("give exactly one of broker=<issuer URL> or discover=True")
@@ -127,6 +133,10 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
         self._cached: CachedToken | None = None
         self._thread_lock = threading.Lock()
         self._async_lock = asyncio.Lock()
+        self.dpop_key: DPoPKey | None = (
+            DPoPKey.generate() if dpop is True else dpop if isinstance(dpop, DPoPKey) else None)
+        """The key tokens are bound to; a sub-agent re-delegating our tokens needs it too."""
+        self._nonce: str | None = None  # the resource's latest DPoP-Nonce (RFC 9449 §9)
 
     @property
     def broker(self) -> str | None:
@@ -157,13 +167,34 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
                 return
             yield _Discover(response.headers.get("www-authenticate"))
         granted: _Granted = yield _Lease(None)
-        request.headers["Authorization"] = f"Bearer {granted.token}"
+        self._authorize(request, granted)
         response = yield _Send(request)
+        if self._nonce_asked(response, granted):
+            self._authorize(request, granted)
+            response = yield _Send(request)
         if response.status_code != 401 or granted.fresh:
             return
         granted = yield _Lease(granted.token)
-        request.headers["Authorization"] = f"Bearer {granted.token}"
+        self._authorize(request, granted)
         yield _Send(request)
+
+    def _authorize(self, request: Any, granted: _Granted) -> None:
+        if not granted.dpop or self.dpop_key is None:
+            request.headers["Authorization"] = f"Bearer {granted.token}"
+            return
+        request.headers["Authorization"] = f"DPoP {granted.token}"
+        request.headers["DPoP"] = self.dpop_key.proof(
+            request.method, str(request.url), access_token=granted.token, nonce=self._nonce)
+
+    def _nonce_asked(self, response: Any, granted: _Granted) -> bool:
+        """Remember the resource's nonce; True when a 401 asks for a retry with it."""
+        nonce = response.headers.get("dpop-nonce")
+        if not granted.dpop or not nonce:
+            return False
+        self._nonce = nonce
+        challenge = parse_www_authenticate(response.headers.get("www-authenticate") or "")
+        return response.status_code == 401 and (
+            challenge.get("dpop", {}).get("error") == "use_dpop_nonce")
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         request.read()
@@ -204,19 +235,19 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
 
     # Shared state, read and written under the caller's lock.
 
-    def _cached_token(self, stale: str | None) -> str | None:
+    def _cached_token(self, stale: str | None) -> _Granted | None:
         cached = self._cached
         if cached is None:
             return None
         if cached.token == stale or cached.is_due(self._clock()):
             self._cached = None  # refused or about to expire: never offered again
             return None
-        return cached.token
+        return _Granted(cached.token, fresh=False, dpop=_is_dpop(cached.result))
 
     def _store(self, result: ExchangedToken, started: float) -> _Granted:
         when = _refresh_at(started, result.expires_in, skew=self._skew, fraction=self._fraction)
         self._cached = CachedToken(result, when)
-        return _Granted(result.access_token, fresh=True)
+        return _Granted(result.access_token, fresh=True, dpop=_is_dpop(result))
 
     # Sync side.
 
@@ -243,15 +274,16 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
 
     def _sync_lease(self, stale: str | None) -> _Granted:
         with self._thread_lock:
-            token = self._cached_token(stale)
-            if token is not None:
-                return _Granted(token, fresh=False)
+            cached = self._cached_token(stale)
+            if cached is not None:
+                return cached
             endpoint = self._token_endpoint or self._sync_resolve(None)
             started = self._clock()
             result = exchange_token_sync(
                 endpoint, subject_token=self._sync_subject(), client=self.client,
                 resource=self.resource, scope=self.scope,
-                subject_token_type=self.subject_token_type, http=self._http)
+                subject_token_type=self.subject_token_type, http=self._http,
+                dpop=self.dpop_key)
             return self._store(result, started)
 
     # Async side.
@@ -277,13 +309,18 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
 
     async def _async_lease(self, stale: str | None) -> _Granted:
         async with self._async_lock:
-            token = self._cached_token(stale)
-            if token is not None:
-                return _Granted(token, fresh=False)
+            cached = self._cached_token(stale)
+            if cached is not None:
+                return cached
             endpoint = self._token_endpoint or await self._async_resolve(None)
             started = self._clock()
             result = await exchange_token(
                 endpoint, subject_token=await self._async_subject(), client=self.client,
                 resource=self.resource, scope=self.scope,
-                subject_token_type=self.subject_token_type, http=self._async_http)
+                subject_token_type=self.subject_token_type, http=self._async_http,
+                dpop=self.dpop_key)
             return self._store(result, started)
+
+
+def _is_dpop(result: ExchangedToken) -> bool:
+    return result.token_type.lower() == "dpop"

@@ -7,16 +7,18 @@ add the I/O, so the sync and async paths cannot drift apart.
 from __future__ import annotations
 
 import base64
+import contextlib
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote_plus
 
 import httpx
 
+from broker.client.dpop import DPoPKey
 from broker.client.errors import TokenExchangeError
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -89,13 +91,16 @@ class ExchangedToken:
 
 def build_request(client: ClientCredentials, *, subject_token: str, subject_token_type: str,
                   resource: str, scope: str | Sequence[str] | None,
-                  assertion: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """The form and headers of the exchange request."""
+                  assertion: str | None,
+                  dpop_proof: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """The form and headers of the exchange request (with its DPoP proof, RFC 9449 §5)."""
     form = {"grant_type": GRANT_TYPE, "subject_token": subject_token,
             "subject_token_type": token_type_urn(subject_token_type), "resource": resource}
     if scope is not None:
         form["scope"] = scope if isinstance(scope, str) else " ".join(scope)
     headers = {"Accept": "application/json"}
+    if dpop_proof is not None:
+        headers["DPoP"] = dpop_proof
     method = client.auth_method
     if method == "client_secret_basic":
         # RFC 6749 §2.3.1: each part is form-urlencoded before the Basic encoding.
@@ -109,8 +114,9 @@ def build_request(client: ClientCredentials, *, subject_token: str, subject_toke
     return form, headers
 
 
-def parse_response(status_code: int, body: bytes) -> ExchangedToken:
-    """An `ExchangedToken` from a 200, else the broker's RFC 6749 error as TokenExchangeError."""
+def parse_response(status_code: int, body: bytes, *, dpop: bool = False) -> ExchangedToken:
+    """An `ExchangedToken` from a 200, else the broker's RFC 6749 error as TokenExchangeError.
+    A DPoP-bound token (`token_type` DPoP) is accepted only when a proof was sent (`dpop`)."""
     try:
         data = json.loads(body)
     except ValueError:  # not JSON, or not UTF-8
@@ -128,8 +134,9 @@ def parse_response(status_code: int, body: bytes) -> ExchangedToken:
     expires_in, scope = data.get("expires_in"), data.get("scope")
     if not isinstance(token, str) or not token:
         raise TokenExchangeError("invalid_response", "no access_token", status_code=200)
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise TokenExchangeError("invalid_response", "the token is not a Bearer token",
+    usable = ("bearer", "dpop") if dpop else ("bearer",)
+    if not isinstance(token_type, str) or token_type.lower() not in usable:
+        raise TokenExchangeError("invalid_response", f"the token type is not {' or '.join(usable)}",
                                  status_code=200)
     if expires_in is not None and (isinstance(expires_in, bool)
                                    or not isinstance(expires_in, int) or expires_in <= 0):
@@ -149,33 +156,37 @@ def _log_granted(result: ExchangedToken, resource: str, client_id: str) -> Excha
 async def exchange_token(token_endpoint: str, *, subject_token: str, client: ClientCredentials,
                          resource: str, scope: str | Sequence[str] | None = None,
                          subject_token_type: str = ID_TOKEN_TYPE,
-                         http: httpx.AsyncClient | None = None) -> ExchangedToken:
+                         http: httpx.AsyncClient | None = None,
+                         dpop: DPoPKey | None = None) -> ExchangedToken:
     """Exchange `subject_token` (a user's token, or an agent token to re-delegate) for an
     agent token for `resource`. Raises TokenExchangeError with the broker's RFC error.
-    Without `http`, a client with a 10 s timeout is opened for this one request."""
+    Without `http`, a client with a 10 s timeout is opened for this one request. With `dpop`,
+    the request carries a proof by that key, and the token is bound to it (RFC 9449)."""
     assertion = None
     if client.client_assertion is not None and client.auth_method == "private_key_jwt":
         made = client.client_assertion(token_endpoint)
         assertion = await made if inspect.isawaitable(made) else made
     form, headers = build_request(client, subject_token=subject_token, resource=resource,
                                   subject_token_type=subject_token_type, scope=scope,
-                                  assertion=assertion)
+                                  assertion=assertion, dpop_proof=_proof(dpop, token_endpoint))
     try:
-        if http is None:
-            async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT) as own:
+        async with _async_client(http) as own:
+            response = await own.post(token_endpoint, data=form, headers=headers)
+            nonce = _nonce_asked(response, dpop)
+            if nonce is not None:  # RFC 9449 §8: once more, with the broker's nonce
+                headers["DPoP"] = _proof(dpop, token_endpoint, nonce) or ""
                 response = await own.post(token_endpoint, data=form, headers=headers)
-        else:
-            response = await http.post(token_endpoint, data=form, headers=headers)
     except httpx.HTTPError as exc:
         raise TokenExchangeError("connection_error", f"{token_endpoint}: {exc!r}") from None
-    return _log_granted(parse_response(response.status_code, response.content), resource,
-                        client.client_id)
+    return _log_granted(parse_response(response.status_code, response.content,
+                                       dpop=dpop is not None), resource, client.client_id)
 
 
 def exchange_token_sync(token_endpoint: str, *, subject_token: str, client: ClientCredentials,
                         resource: str, scope: str | Sequence[str] | None = None,
                         subject_token_type: str = ID_TOKEN_TYPE,
-                        http: httpx.Client | None = None) -> ExchangedToken:
+                        http: httpx.Client | None = None,
+                        dpop: DPoPKey | None = None) -> ExchangedToken:
     """`exchange_token` for synchronous code (an async assertion source cannot be used)."""
     assertion = None
     if client.client_assertion is not None and client.auth_method == "private_key_jwt":
@@ -186,17 +197,52 @@ def exchange_token_sync(token_endpoint: str, *, subject_token: str, client: Clie
         assertion = made
     form, headers = build_request(client, subject_token=subject_token, resource=resource,
                                   subject_token_type=subject_token_type, scope=scope,
-                                  assertion=assertion)
+                                  assertion=assertion, dpop_proof=_proof(dpop, token_endpoint))
     try:
-        if http is None:
-            with httpx.Client(timeout=DEFAULT_TIMEOUT) as own:
+        with _sync_client(http) as own:
+            response = own.post(token_endpoint, data=form, headers=headers)
+            nonce = _nonce_asked(response, dpop)
+            if nonce is not None:
+                headers["DPoP"] = _proof(dpop, token_endpoint, nonce) or ""
                 response = own.post(token_endpoint, data=form, headers=headers)
-        else:
-            response = http.post(token_endpoint, data=form, headers=headers)
     except httpx.HTTPError as exc:
         raise TokenExchangeError("connection_error", f"{token_endpoint}: {exc!r}") from None
-    return _log_granted(parse_response(response.status_code, response.content), resource,
-                        client.client_id)
+    return _log_granted(parse_response(response.status_code, response.content,
+                                       dpop=dpop is not None), resource, client.client_id)
+
+
+def _proof(dpop: DPoPKey | None, token_endpoint: str, nonce: str | None = None) -> str | None:
+    return None if dpop is None else dpop.proof("POST", token_endpoint, nonce=nonce)
+
+
+def _nonce_asked(response: httpx.Response, dpop: DPoPKey | None) -> str | None:
+    """The `DPoP-Nonce` of a 400 `use_dpop_nonce` (RFC 9449 §8), when we sent a proof."""
+    nonce = response.headers.get("dpop-nonce")
+    if dpop is None or response.status_code != 400 or not nonce:
+        return None
+    try:
+        error = json.loads(response.content).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return nonce if error == "use_dpop_nonce" else None
+
+
+@contextlib.asynccontextmanager
+async def _async_client(http: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+    if http is not None:
+        yield http
+        return
+    async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT) as own:
+        yield own
+
+
+@contextlib.contextmanager
+def _sync_client(http: httpx.Client | None) -> Iterator[httpx.Client]:
+    if http is not None:
+        yield http
+        return
+    with httpx.Client(timeout=DEFAULT_TIMEOUT) as own:
+        yield own
 
 
 def _discard(awaitable: Awaitable[Any]) -> None:
