@@ -37,6 +37,13 @@ from fastmcp.tools.base import Tool, ToolResult
 from pydantic import BaseModel
 
 from mcp_plugin.claims import ClaimsError
+from mcp_plugin.decision_cache import (
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_TTL_SECONDS,
+    CachingPolicyPoint,
+    DecisionCache,
+    ExpiringCache,
+)
 from mcp_plugin.decisions import log_decisions
 from mcp_plugin.pdp import (
     DEFAULT_MAX_RESOURCES_PER_REQUEST,
@@ -85,12 +92,21 @@ class CerbosAuthorization(Middleware):
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_resources_per_request: int = DEFAULT_MAX_RESOURCES_PER_REQUEST,
         scope_tag_prefix: str = "scope:",
+        decision_cache_seconds: float = DEFAULT_TTL_SECONDS,
+        decision_cache_size: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         if isinstance(cerbos, str):
             cerbos = CerbosPolicyPoint(
                 cerbos, timeout=timeout, max_resources_per_request=max_resources_per_request
             )
         self.pdp: PolicyDecisionPoint = cerbos
+        """The PDP itself; questions go through `decisions` (mcp_plugin/decision_cache.py)."""
+        self.decisions: PolicyDecisionPoint = (
+            CachingPolicyPoint(cerbos, DecisionCache(decision_cache_seconds,
+                                                     max_entries=decision_cache_size))
+            if decision_cache_seconds > 0 else cerbos
+        )
+        self._declared_scopes = ExpiringCache[tuple[str, ...]](decision_cache_seconds)
         self.resource_kind = resource_kind
         self.scope_tag_prefix = scope_tag_prefix
 
@@ -137,7 +153,7 @@ class CerbosAuthorization(Middleware):
         if principal is None:
             decisions = deny_all(items, NO_TOKEN, None)
         else:
-            decisions = await self.pdp.check(principal, items)
+            decisions = await self.decisions.check(principal, items)
         log_decisions(principal, decisions)
         return decisions
 
@@ -164,22 +180,28 @@ class CerbosAuthorization(Middleware):
             principal = build_principal(token.claims, extra_scopes=missing)
         except ClaimsError:
             return []
-        decisions = await self.pdp.check(principal, [item])
+        decisions = await self.decisions.check(principal, [item])
         log_decisions(principal, decisions, probe="step_up")
         return missing if decisions[0].allowed else []
 
     async def challenge_scopes(self, server: FastMCP[Any], token: AccessToken, name: str,
                                arguments: Mapping[str, Any] | None) -> list[str]:
-        """For the HTTP layer: scopes to name in a 403 before a tool call runs, or []."""
+        """For the HTTP layer: scopes to name in a 403 before a tool call runs, or [].
+
+        The common case is a token holding every scope the tool declares: nothing to ask.
+        The tool's declared scopes are remembered as long as decisions are, so that case
+        costs no tool lookup; a stale memory can only change the hint, never a decision."""
+        declared = self._declared_scopes.get(name)
+        if declared is not None and all(s in token.scopes for s in declared):
+            return []
         tool = await server.get_tool(name)
         if tool is None:
             return []
-        missing = [
-            s for s in scopes_from_tags(tool.tags, self.scope_tag_prefix)
-            if s not in token.scopes
-        ]
+        declared = tuple(scopes_from_tags(tool.tags, self.scope_tag_prefix))
+        self._declared_scopes.put(name, declared)  # names of real tools only: bounded
+        missing = [s for s in declared if s not in token.scopes]
         if not missing:
-            return []  # the common case: nothing more to ask, the middleware decides
+            return []  # nothing more to ask, the middleware decides
         item = self.tool_item(tool, TOOLS_CALL, arguments or {})
         actual, hint = await asyncio.gather(
             self.decide(token, [item]), self.step_up_scopes(token, tool, item)
@@ -208,11 +230,12 @@ class CerbosAuthorization(Middleware):
         if token is None or principal is None or len(tools) != 1 or arguments is None:
             return await self._filter(tools, lambda t: self.tool_item(t, TOOLS_LIST))
         tool = tools[0]
-        listed, called = await self.pdp.check(principal, [
+        listed, called = await self.decisions.check(principal, [
             self.tool_item(tool, TOOLS_LIST), self.tool_item(tool, TOOLS_CALL, arguments)])
-        log_decisions(principal, [listed])  # the call's line is written when it is used
+        if not listed.allowed:  # when allowed, the call's own line says it all
+            log_decisions(principal, [listed])
         if called.failure is None:  # no answer (PDP down, slow): the call asks again itself
-            call.keep(token.token, called)
+            call.keep(token.token, tool, called)
         return tools if listed.allowed else []
 
     async def on_list_resources(
@@ -247,18 +270,24 @@ class CerbosAuthorization(Middleware):
         call_next: CallNext[mt.CallToolRequestParams, ToolResult],
     ) -> ToolResult:
         name = context.message.name
-        server = _server(context)
-        tool = await server.get_tool(name) if server is not None else None
+        arguments = context.message.arguments or {}
         token = get_access_token()
-        if tool is None:  # asked anyway, so that timing does not tell unknown from denied
-            await self.decide(token, [_unknown_item(self.resource_kind, TOOLS_CALL, name)])
-            raise NotFoundError(f"Unknown tool: {name!r}")
-        item = self.tool_item(tool, TOOLS_CALL, context.message.arguments or {})
-        prefetched = take_prefetched(token.token, item) if token is not None else None
-        if prefetched is not None:
-            log_decisions(principal_of(token), [prefetched])
-            decision = prefetched
+        prefetched = take_prefetched(token.token, name) if token is not None else None
+        if prefetched is not None:  # the schema lookup found the tool and asked already
+            tool, decision = prefetched
+            item = self.tool_item(tool, TOOLS_CALL, arguments)
+            if decision.item == item:
+                log_decisions(principal_of(token), [decision])
+            else:
+                decision = (await self.decide(token, [item]))[0]
         else:
+            server = _server(context)
+            found = await server.get_tool(name) if server is not None else None
+            if found is None:  # asked anyway, so that timing does not tell unknown from denied
+                await self.decide(token, [_unknown_item(self.resource_kind, TOOLS_CALL, name)])
+                raise NotFoundError(f"Unknown tool: {name!r}")
+            tool = found
+            item = self.tool_item(tool, TOOLS_CALL, arguments)
             decision = (await self.decide(token, [item]))[0]
         if decision.allowed:
             return await call_next(context)

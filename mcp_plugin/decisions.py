@@ -43,6 +43,8 @@ def build_record(principal: Principal | None, decision: Decision, *, probe: str 
         record["argument_names"] = sorted(str(name) for name in arguments)
     if decision.failure is not None:
         record["failure"] = decision.failure
+    if decision.cached:
+        record["cached"] = True
     if decision.validation_errors:
         record["validation_errors"] = list(decision.validation_errors)
     if probe is not None:

@@ -46,6 +46,8 @@ class Decision:
     failure: str | None = None
     """Why there was no real decision (PDP unreachable, slow...); None when Cerbos decided."""
     validation_errors: tuple[str, ...] = ()
+    cached: bool = False
+    """Answered from mcp_plugin's decision cache (the ids are those of Cerbos's answer)."""
 
 
 class PolicyDecisionPoint(Protocol):

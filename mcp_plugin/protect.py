@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mcp_plugin.authorization import CerbosAuthorization
+from mcp_plugin.decision_cache import DEFAULT_TTL_SECONDS as DEFAULT_DECISION_CACHE_SECONDS
 from mcp_plugin.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from mcp_plugin.dpop_auth import (
     DEFAULT_PROOF_WINDOW_SECONDS,
@@ -205,6 +206,7 @@ def protect(
     revocation_staleness_seconds: float = 5.0,
     dpop_required: bool = False,
     dpop_proof_window_seconds: int = DEFAULT_PROOF_WINDOW_SECONDS,
+    decision_cache_seconds: float = DEFAULT_DECISION_CACHE_SECONDS,
 ) -> Protection:
     """Protect `mcp`: agent tokens of `broker` for `resource`, every operation asked of Cerbos.
 
@@ -220,6 +222,9 @@ def protect(
     DPoP (RFC 9449): tokens bound to a key (`cnf.jkt`) are accepted only with the DPoP scheme
     and a fresh proof by that key (`iat` within `dpop_proof_window_seconds`); with
     `dpop_required`, unbound tokens are refused too, and the metadata says so.
+
+    Cerbos's answers are reused for `decision_cache_seconds` (0: never) for the exact same
+    question; revocation and token checks are never cached (mcp_plugin/decision_cache.py).
     """
     if mcp.auth is not None:
         raise ValueError("this FastMCP server already has an auth provider")
@@ -241,6 +246,7 @@ def protect(
         resource_kind=resource_kind,
         timeout=cerbos_timeout,
         max_resources_per_request=max_resources_per_request,
+        decision_cache_seconds=decision_cache_seconds,
     )
     auth = BrokerAuthProvider(
         verifier, scopes_supported=scopes_supported, resource_name=resource_name,

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastmcp.server.dependencies import get_http_request
+from fastmcp.tools.base import Tool
 from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, decode_header_value
 from starlette.requests import Request
 
 from mcp_plugin.pdp import Decision
-from mcp_plugin.principal import TOOLS_CALL, CheckItem
+from mcp_plugin.principal import TOOLS_CALL
 
 _STATE_KEY = "mcp_plugin_prefetched_call"
 
@@ -56,8 +57,8 @@ class ToolCallRequest:
         arguments = params.get("arguments")
         return arguments if isinstance(arguments, dict) else {} if arguments is None else None
 
-    def keep(self, token: str, decision: Decision) -> None:
-        setattr(self.http.state, _STATE_KEY, (token, decision))
+    def keep(self, token: str, tool: Tool, decision: Decision) -> None:
+        setattr(self.http.state, _STATE_KEY, _Prefetched(token, tool, decision))
 
 
 def current_tool_call() -> ToolCallRequest | None:
@@ -72,17 +73,25 @@ def current_tool_call() -> ToolCallRequest | None:
     return ToolCallRequest(http, name) if name else None
 
 
-def take_prefetched(token: str, item: CheckItem) -> Decision | None:
-    """The decision the schema lookup obtained for exactly this question, once."""
+@dataclass(frozen=True, slots=True)
+class _Prefetched:
+    token: str
+    tool: Tool
+    decision: Decision
+
+
+def take_prefetched(token: str, name: str) -> tuple[Tool, Decision] | None:
+    """The tool the schema lookup found and the decision it obtained for calling it, once.
+
+    The caller must still check that the decision answers exactly its own question (same
+    item: name, tags, annotations, arguments); the tool spares it a second lookup."""
     call = current_tool_call()
     if call is None:
         return None
     kept = getattr(call.http.state, _STATE_KEY, None)
-    if kept is None:
+    if not isinstance(kept, _Prefetched):
         return None
     delattr(call.http.state, _STATE_KEY)
-    kept_token, decision = kept
-    if kept_token != token or decision.item != item:
+    if kept.token != token or kept.tool.name != name:
         return None
-    result: Decision = decision
-    return result
+    return kept.tool, kept.decision

@@ -1,0 +1,139 @@
+"""A short-lived cache of Cerbos decisions, in front of any `PolicyDecisionPoint`.
+
+Why: a Cerbos round trip is most of what mcp_plugin adds to a `tools/call` (issue 3's goal
+is a p50 within 1.25x of an unprotected server; one gRPC round trip alone costs more than
+that margin), and an agent repeats the same questions: the same token asks about the same
+tools, often with the same arguments, many times a second.
+
+What is cached: Cerbos's own answers, allow and deny, keyed by the EXACT question: the
+principal (id, roles, every attribute: scopes, agent chain, session...) and the item
+(resource kind, id, action, every attribute: tags, annotations, arguments). A different
+argument value, scope or session is a different question. Failures (PDP unreachable, slow,
+an unreadable answer) are never cached, so a PDP outage is never remembered as an answer.
+A question that cannot be written canonically (a value JSON cannot represent) is not cached.
+
+What this means, and why it is safe enough to be on by default:
+- A policy edit reaches a question already answered within `ttl` seconds (default 1 s)
+  after Cerbos loads it. Cerbos's own file watcher also applies edits after a short delay,
+  so policies keep changing without a redeploy, on the same time scale.
+- Revocation, expiry and every token check are NOT decisions: the verifier applies them to
+  every request before any decision is looked up, so the kill switch stays immediate.
+- Memory is bounded (`max_entries`, least recently used dropped first).
+`ttl=0` turns caching off (`protect(..., decision_cache_seconds=0)`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
+from typing import Generic, TypeVar
+
+from mcp_plugin.pdp import Decision, PolicyDecisionPoint
+from mcp_plugin.principal import CheckItem, Principal
+
+V = TypeVar("V")
+
+DEFAULT_TTL_SECONDS = 1.0
+DEFAULT_MAX_ENTRIES = 10_000
+"""A question is a few hundred bytes: about 5 MB at most."""
+
+
+def _canonical(value: object) -> str | None:
+    """One spelling per value (sorted keys), or None if JSON cannot represent it exactly:
+    a lossy spelling (`default=str`) could make two different questions one."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def principal_key(principal: Principal) -> str | None:
+    return _canonical([principal.id, list(principal.roles), principal.attr])
+
+
+def item_key(item: CheckItem) -> Hashable | None:
+    attr = _canonical(item.resource.attr)
+    if attr is None:
+        return None
+    return (item.resource.kind, item.resource.id, item.action, attr)
+
+
+class ExpiringCache(Generic[V]):
+    """Values by key, each kept `ttl` seconds from when it was put, at most `max_entries`
+    (least recently used dropped first). `ttl=0` keeps nothing."""
+
+    def __init__(self, ttl: float = DEFAULT_TTL_SECONDS, *,
+                 max_entries: int = DEFAULT_MAX_ENTRIES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl < 0 or max_entries < 1:
+            raise ValueError("ttl must be >= 0 and max_entries >= 1")
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, value = entry
+        if self._clock() >= expires_at:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        if self.ttl == 0:
+            return
+        self._entries[key] = (self._clock() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+DecisionCache = ExpiringCache[Decision]
+
+
+class CachingPolicyPoint:
+    """A `PolicyDecisionPoint` that asks `pdp` only the questions `cache` cannot answer,
+    in one call. Decisions from the cache carry `cached=True` for the decision log."""
+
+    def __init__(self, pdp: PolicyDecisionPoint, cache: DecisionCache) -> None:
+        self.pdp = pdp
+        self.cache = cache
+
+    async def check(self, principal: Principal, items: Sequence[CheckItem]) -> list[Decision]:
+        who = principal_key(principal)
+        if who is None:
+            return await self.pdp.check(principal, items)
+        keys = [(who, k) if (k := item_key(item)) is not None else None for item in items]
+        decisions: list[Decision | None] = [
+            self._cached(key, item) if key is not None else None
+            for key, item in zip(keys, items, strict=True)
+        ]
+        missing = [n for n, decision in enumerate(decisions) if decision is None]
+        if missing:
+            answers = await self.pdp.check(principal, [items[n] for n in missing])
+            for n, answer in zip(missing, answers, strict=True):
+                decisions[n] = answer
+                if (key := keys[n]) is not None and answer.failure is None:
+                    self.cache.put(key, answer)
+        return [d for d in decisions if d is not None]
+
+    def _cached(self, key: Hashable, item: CheckItem) -> Decision | None:
+        decision = self.cache.get(key)
+        if decision is None or decision.item != item:  # equal keys, unequal items: ask
+            return None
+        return replace(decision, cached=True)
+
+    async def aclose(self) -> None:
+        close = getattr(self.pdp, "aclose", None)
+        if close is not None:
+            await close()
