@@ -1,0 +1,68 @@
+"""The token endpoint's DPoP edge: a valid proof is spent once, and when Redis cannot say
+whether it was, the request fails closed (503, nothing minted) instead of risking a replay."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from starlette.requests import Request
+
+from broker.errors import DependencyUnavailable, InvalidDPoPProof, TemporarilyUnavailable
+from broker.http.dpop import proven_key
+from tests.support.dpop import DPoPKey
+from tests.support.jose import NOW
+
+ENDPOINT = "https://broker.example.com/oauth2/token"
+
+
+class Replay:
+    def __init__(self, *, down: bool = False) -> None:
+        self.seen: set[str] = set()
+        self.down = down
+
+    async def first_use(self, key: str, expires_at: int) -> bool:
+        if self.down:
+            raise DependencyUnavailable("redis: TimeoutError")
+        first = key not in self.seen
+        self.seen.add(key)
+        return first
+
+
+def services(replay: Replay) -> SimpleNamespace:
+    return SimpleNamespace(token_endpoint=ENDPOINT, clock=lambda: NOW, replay=replay,
+                           settings=SimpleNamespace(dpop_proof_window_seconds=60))
+
+
+def request(*proofs: str) -> Request:
+    headers = [(b"dpop", p.encode()) for p in proofs]
+    # what uvicorn saw behind the proxy: another host and scheme than the issuer's
+    return Request({"type": "http", "method": "POST", "path": "/oauth2/token",
+                    "headers": [(b"host", b"10.0.0.7:8400"), *headers], "scheme": "http"})
+
+
+def key() -> DPoPKey:
+    made = DPoPKey.generate()
+    made._clock = lambda: NOW
+    return made
+
+
+async def test_a_proof_for_the_published_uri_is_spent_once() -> None:
+    replay, signer = Replay(), key()
+    proof = signer.proof("POST", ENDPOINT)
+    assert await proven_key(request(proof), services(replay)) == signer.thumbprint
+    with pytest.raises(InvalidDPoPProof, match="used before"):
+        await proven_key(request(proof), services(replay))
+
+
+async def test_no_proof_is_none_and_two_are_refused() -> None:
+    assert await proven_key(request(), services(Replay())) is None
+    signer = key()
+    with pytest.raises(InvalidDPoPProof, match="exactly one"):
+        await proven_key(request(signer.proof("POST", ENDPOINT), signer.proof("POST", ENDPOINT)),
+                         services(Replay()))
+
+
+async def test_redis_down_is_503_not_a_token() -> None:
+    with pytest.raises(TemporarilyUnavailable):
+        await proven_key(request(key().proof("POST", ENDPOINT)), services(Replay(down=True)))
