@@ -220,3 +220,56 @@ async def test_private_key_jwt_client(agents: AgentStack) -> None:
     async with Client(agents.crm, auth=auth) as client:
         assert sorted(t.name for t in await client.list_tools()) == READ_TOOLS
     assert log.claims()["client_id"] == "signer-agent"
+
+
+async def test_fastmcp_client_with_dpop_bound_tokens(agents: AgentStack) -> None:
+    """RFC 9449 end to end: the token is bound to the helper's own key, every MCP request
+    carries a fresh proof, and the same token sent as Bearer (as a thief would) is refused."""
+    _, id_token = agents.stack.login()
+    log = BrokerLog()
+    auth = research_auth(agents, id_token, log, dpop=True)
+    async with Client(agents.crm, auth=auth) as client:
+        assert sorted(t.name for t in await client.list_tools()) == READ_TOOLS
+        found = await client.call_tool("search_contacts", {"query": "ada"})
+    assert "Ada Lovelace" in str(found.content)
+    assert log.exchanges == 1 and log.grants[0]["token_type"] == "DPoP"
+    assert auth.dpop_key is not None
+    assert log.claims()["cnf"] == {"jkt": auth.dpop_key.thumbprint}
+    stolen = log.grants[0]["access_token"]
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        bearer = await http.post(agents.crm, json=INITIALIZE,
+                                 headers={**MCP_HEADERS, "Authorization": f"Bearer {stolen}"})
+    assert bearer.status_code == 401
+
+
+async def test_a_revoked_bound_token_is_replaced_with_fresh_proofs(agents: AgentStack) -> None:
+    _, id_token = agents.stack.login()
+    log = BrokerLog()
+    async with Client(agents.crm, auth=research_auth(agents, id_token, log, dpop=True)) as client:
+        await client.list_tools()
+        agents.revoke(session=log.claims()["sid"])
+        agents.refused(log.grants[0]["access_token"])
+        result = await client.call_tool("get_contact", {"contact_id": "2"})
+    assert "Grace Hopper" in str(result.content) and log.exchanges == 2
+    assert log.claims(1)["cnf"] == log.claims(0)["cnf"]
+
+
+async def test_a_sub_agent_redelegates_a_bound_token_only_with_its_key(
+        agents: AgentStack) -> None:
+    _, id_token = agents.stack.login()
+    parent = research_auth(agents, id_token, BrokerLog(), dpop=True)
+    child_options: dict = {
+        "subject_token": parent.aget_token, "subject_token_type": "access_token",
+        "client_id": "summarizer-agent", "client_secret": SECRETS["summarizer-agent"],
+        "auth_method": "client_secret_post", "resource": agents.crm, "broker": agents.broker}
+    log = BrokerLog()
+    child = TokenExchangeAuth(**child_options, dpop=parent.dpop_key,
+                              async_http_client=log.async_client())
+    async with Client(agents.crm, auth=child) as client:
+        assert sorted(t.name for t in await client.list_tools()) == READ_TOOLS
+    assert parent.dpop_key is not None
+    assert log.claims()["cnf"] == {"jkt": parent.dpop_key.thumbprint}
+    stranger = TokenExchangeAuth(**child_options, dpop=True)
+    with pytest.raises(TokenExchangeError) as refused:
+        await stranger.aget_token()
+    assert refused.value.error == "invalid_dpop_proof"
