@@ -8,6 +8,7 @@ environment or a file: a command line is visible to every user of the machine (`
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from enum import StrEnum
@@ -19,6 +20,7 @@ import typer
 from broker.client import (
     AuthMethod,
     ClientCredentials,
+    DPoPKey,
     TokenExchangeError,
     decode_unverified,
     discover_token_endpoint_sync,
@@ -97,6 +99,10 @@ def exchange(
     )] = TokenTypeChoice.id_token,
     auth_method: Annotated[AuthMethodChoice, typer.Option(
         help="basic: client_secret_basic; post: client_secret_post.")] = AuthMethodChoice.basic,
+    dpop_key: Annotated[Path | None, typer.Option(
+        help="Bind the token to this DPoP key (RFC 9449): a PEM file, Ed25519 or P-256; "
+             "created (mode 0600, Ed25519) if absent. Resource requests then need proofs "
+             "by it.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response.")] = False,
 ) -> None:
     """Exchange a user's token for an agent token; print the token alone (or --json)."""
@@ -108,16 +114,33 @@ def exchange(
     subject = _one_of(subject_token, subject_token_file, "subject token", "--subject-token")
     method: AuthMethod = ("client_secret_post" if auth_method is AuthMethodChoice.post
                           else "client_secret_basic")
+    key = _dpop_key(dpop_key) if dpop_key is not None else None
     try:
         endpoint = discover_token_endpoint_sync(broker)
         result = exchange_token_sync(
             endpoint, subject_token=subject, resource=resource, scope=scope,
             subject_token_type=token_type_urn(subject_token_type.value),
-            client=ClientCredentials(client_id, secret, method),
+            client=ClientCredentials(client_id, secret, method), dpop=key,
         )
     except TokenExchangeError as exc:
         raise _fail(str(exc), 1) from None
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.access_token)
+
+
+def _dpop_key(path: Path) -> DPoPKey:
+    """The key in `path`, or a new Ed25519 key written there readable by its owner only."""
+    try:
+        if path.exists():
+            return DPoPKey.from_pem(path.read_bytes())
+        key = DPoPKey.generate()
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(key.to_pem())
+        typer.echo(f"created DPoP key {path} (thumbprint {key.thumbprint})", err=True)
+        return key
+    except OSError as exc:
+        raise _fail(f"cannot use the DPoP key file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise _fail(f"{path}: {exc}") from None
 
 
 @token_app.command("inspect")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
@@ -67,6 +67,20 @@ class DPoPKey:
         if algorithm == "ES256":
             return cls(ec.generate_private_key(ec.SECP256R1()))
         return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_pem(cls, data: bytes) -> DPoPKey:
+        """A key from an unencrypted PKCS#8 PEM (as `to_pem` writes it)."""
+        key = serialization.load_pem_private_key(data, password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+            raise ValueError("a DPoP key is Ed25519 (EdDSA) or P-256 (ES256)")
+        return cls(key)
+
+    def to_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM: store it like a password."""
+        return self._key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
 
     def _public_jwk(self) -> dict[str, str]:
         public = self._key.public_key()

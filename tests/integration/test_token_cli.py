@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from broker.cli import app
-from broker.client import decode_unverified
+from broker.client import DPoPKey, decode_unverified
 from tests.integration.conftest import CRM, SECRETS, Broker
 
 runner = CliRunner()
@@ -97,3 +97,18 @@ def test_inspect_decodes_without_verifying(broker: Broker, id_tokens: dict) -> N
     assert shown["header"]["typ"] == "at+jwt" and shown["expires_in"] > 0
     bad = runner.invoke(app, ["token", "inspect", "not-a-jwt"])
     assert bad.exit_code == 2 and "not a JWT" in bad.stderr
+
+
+def test_dpop_key_file_is_created_once_and_binds_the_token(broker: Broker, id_tokens: dict,
+                                                           tmp_path: Path) -> None:
+    key_file = tmp_path / "agent-dpop.pem"
+    tokens = []
+    for _ in range(2):
+        result = exchange(broker, "--scope", "crm:read", "--subject-token", "-", "--json",
+                          "--dpop-key", str(key_file), stdin=id_tokens["alice"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["token_type"] == "DPoP"
+        tokens.append(json.loads(result.stdout)["access_token"])
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = DPoPKey.from_pem(key_file.read_bytes())
+    assert [decode_unverified(t)[1]["cnf"] for t in tokens] == [{"jkt": key.thumbprint}] * 2
