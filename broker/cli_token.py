@@ -143,6 +143,23 @@ def _dpop_key(path: Path) -> DPoPKey:
         raise _fail(f"{path}: {exc}") from None
 
 
+@token_app.command("proof")
+def proof(
+    dpop_key: Annotated[Path, typer.Option(help="The PEM key the token is bound to.")],
+    url: Annotated[str, typer.Option(help="The URL of the request the proof is for.")],
+    method: Annotated[str, typer.Option(help="Its HTTP method.")] = "POST",
+    token: Annotated[str | None, typer.Option(
+        help="The access token sent with it ('-': stdin), for the proof's ath.")] = None,
+) -> None:
+    """Print a fresh DPoP proof (RFC 9449) for one request, e.g. for curl:
+    -H "Authorization: DPoP $TOKEN" -H "DPoP: $(agent-broker token proof ...)"."""
+    if not dpop_key.exists():
+        raise _fail(f"no DPoP key at {dpop_key}")
+    if token == "-":
+        token = sys.stdin.read().strip()
+    typer.echo(_dpop_key(dpop_key).proof(method, url, access_token=token or None))
+
+
 @token_app.command("inspect")
 def inspect(
     token: Annotated[str, typer.Argument(help="A JWT, or '-' to read it from stdin.")],

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from broker.cli import app
 from broker.client import DPoPKey, decode_unverified
+from broker.dpop import validate_proof
 from tests.integration.conftest import CRM, SECRETS, Broker
 
 runner = CliRunner()
@@ -112,3 +114,9 @@ def test_dpop_key_file_is_created_once_and_binds_the_token(broker: Broker, id_to
     assert key_file.stat().st_mode & 0o777 == 0o600
     key = DPoPKey.from_pem(key_file.read_bytes())
     assert [decode_unverified(t)[1]["cnf"] for t in tokens] == [{"jkt": key.thumbprint}] * 2
+    made = runner.invoke(app, ["token", "proof", "--dpop-key", str(key_file), "--url", CRM,
+                               "--token", "-"], input=tokens[0])
+    assert made.exit_code == 0, made.stderr
+    accepted = validate_proof(made.stdout.strip(), method="POST", uri=CRM, now=time.time(),
+                              window=60, access_token=tokens[0])
+    assert accepted.jkt == key.thumbprint
