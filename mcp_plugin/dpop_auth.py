@@ -151,7 +151,7 @@ class BrokerAuthentication:
         scheme, token = scheme.lower(), token.strip()
         if scheme not in ("bearer", "dpop") or not token:
             return None
-        verified = await self.verifier.verify_token(token)
+        verified = await self.verifier.verify_bound_or_bearer(token)
         if verified is not None and verified.expires_at is not None and (
                 verified.expires_at < int(self._clock())):
             verified = None  # as the SDK's BearerAuthBackend: past exp on the wall clock

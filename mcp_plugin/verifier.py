@@ -125,6 +125,16 @@ class BrokerTokenVerifier(TokenVerifier):
         self._verified: dict[str, _Verified] = {}  # insertion order: oldest first
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        """A Bearer token (RFC 6750): a DPoP-bound one (`cnf`) is refused here, since nothing
+        checks its proof on this path; `BrokerAuthentication` uses `verify_bound_or_bearer`."""
+        verified = await self.verify_bound_or_bearer(token)
+        if verified is not None and "cnf" in (verified.claims or {}):
+            logger.info("agent token rejected: DPoP-bound, presented without a proof check")
+            return None
+        return verified
+
+    async def verify_bound_or_bearer(self, token: str) -> AccessToken | None:
+        """Every check but the DPoP proof, which the caller must make when `claims["cnf"]`."""
         try:
             claims, parsed = await self._verify(token)
         except TokenRejected as exc:

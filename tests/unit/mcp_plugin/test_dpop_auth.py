@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from agent_broker_demo.crm_server import build_protected_server
+from mcp_plugin import BrokerTokenVerifier
 from mcp_plugin.dpop_auth import MemoryProofReplayCache
 from mcp_plugin.testing import Endpoint, FakeBroker
 from tests.support.dpop import DPoPKey, forged_proof, proof_claims
@@ -166,3 +167,15 @@ async def test_the_replay_cache_forgets_after_the_window_and_refuses_when_full()
 def _metadata(url: str) -> str:
     base, path = url.rsplit("/", 1)
     return f"{base}/.well-known/oauth-protected-resource/{path}"
+
+
+async def test_the_verifier_alone_refuses_bound_tokens_it_cannot_check() -> None:
+    """Behind FastMCP's own bearer backend nothing checks proofs: refuse rather than accept a
+    stolen bound token as a bearer token."""
+    broker = FakeBroker(audience="http://127.0.0.1:1/mcp")
+    verifier = BrokerTokenVerifier(broker=broker.issuer, resource="http://127.0.0.1:1/mcp",
+                                   http_client=broker.http_client())
+    bound_token = bound(broker, DPoPKey.generate())
+    assert await verifier.verify_token(broker.tokens.mint()) is not None
+    assert await verifier.verify_token(bound_token) is None
+    assert await verifier.verify_bound_or_bearer(bound_token) is not None
