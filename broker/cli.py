@@ -77,11 +77,19 @@ def serve(
 def dev(
     no_mcp: Annotated[bool, typer.Option("--no-mcp",
                                          help="Do not start the demo MCP server.")] = False,
+    port_offset: Annotated[int, typer.Option(
+        envvar="AGENT_BROKER_DEV_PORT_OFFSET",
+        help="Add N to every port (broker 8400, MCP 8401, IdP 8402, Cerbos 3592/3593, Redis "
+             "6380), e.g. for a second checkout's stack; `make demo` finds them in .run/.")] = 0,
 ) -> None:
     """Run the local stack (Redis, Cerbos, dev IdP, broker, demo CRM); Ctrl-C stops it."""
-    from broker.dev import run_dev
+    from broker.dev import DevPorts, run_dev
 
-    raise typer.Exit(run_dev(Path.cwd(), with_mcp=not no_mcp))
+    try:
+        ports = DevPorts().shifted(port_offset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--port-offset") from None
+    raise typer.Exit(run_dev(Path.cwd(), with_mcp=not no_mcp, ports=ports))
 
 
 @app.command()

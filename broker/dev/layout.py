@@ -30,6 +30,11 @@ class DevPorts:
         if len(set(values)) != len(values):
             raise ValueError(f"the dev stack's ports must all differ: {self}")
 
+    def shifted(self, offset: int) -> DevPorts:
+        """Every port moved by `offset` (`agent-broker dev --port-offset`): a second stack, or
+        a test's, beside one on the contract's ports. ValueError when one leaves 1..65535."""
+        return DevPorts(*(getattr(self, f.name) + offset for f in fields(self)))
+
     def owners(self) -> dict[int, str]:
         """Port -> the service that listens there (for messages)."""
         return {

@@ -73,7 +73,8 @@ def check_ports(layout: DevLayout) -> list[str]:
             continue
         who = f" by pid {holder} ({_short(_cmdline(holder) or '?')})" if holder else ""
         problems.append(f"port {port} ({service}) is in use{who}: is another `make run` "
-                        "running? Stop it or free the port")
+                        "running? Stop it or free the port (or move this stack: "
+                        "AGENT_BROKER_DEV_PORT_OFFSET=100 make run)")
     for stack, ports in stacks.items():
         problems.insert(0, f"another `agent-broker dev` (pid {stack}) is running and holds "
                            f"port(s) {', '.join(map(str, ports))}: is another `make run` "
