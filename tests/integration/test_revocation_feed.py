@@ -88,6 +88,29 @@ async def test_start_loads_every_stored_revocation(
     assert feed.is_revoked(token(now, jti="bulk-2499", session="other"))
 
 
+async def test_malformed_stored_entries_are_skipped_one_by_one(
+    feeds: FeedFactory, redis_url: str, writer: redis.Redis, prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A page is parsed as one JSON array; entries that break that (including two bad values
+    that would combine into valid JSON) cost only themselves, never their page's neighbours."""
+    now = int(time.time())
+    good = json.dumps({"c": now + 600, "f": now + 600, "r": "r"})
+    writer.hset(f"{prefix}revoked", mapping={
+        **{f"jti:ok-{i}": good for i in range(50)},
+        "jti:bad-open": '{"c": 1, "r": "}', "jti:bad-close": '{","f": 2}',
+        "jti:bad-two": good + "," + good, "jti:bad-text": "not json", "jti:bad-list": "[1]",
+        "jti:bad-number": json.dumps({"c": "soon", "f": now + 600}),
+    })
+    feed = feeds(redis_url, prefix)
+    with caplog.at_level(logging.WARNING, logger="mcp_plugin.revocation"):
+        await feed.start()
+    assert feed.is_fresh
+    assert feed.entry_count == 50
+    assert all(feed.is_revoked(token(now, jti=f"ok-{i}", session="x")) for i in range(50))
+    assert "skipped 6 malformed entries" in caplog.text
+
+
 async def test_live_revocation_is_applied(
     feeds: FeedFactory, redis_url: str, writer: redis.Redis, prefix: str
 ) -> None:
