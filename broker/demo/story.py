@@ -50,7 +50,8 @@ class Story:
 
     async def exchange(self, subject_token: str, client_id: str, scope: list[str], *,
                        subject_token_type: str | None = None) -> ExchangedToken:
-        kind = {"subject_token_type": subject_token_type} if subject_token_type else {}
+        kind: dict[str, Any] = (
+            {"subject_token_type": subject_token_type} if subject_token_type else {})
         return await exchange_token(f"{self.t.broker}/oauth2/token", http=self.http,
                                     subject_token=subject_token, resource=self.t.mcp,
                                     client=self.credentials(client_id), scope=scope, **kind)
