@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--redis-key-prefix", default="ab:",
                         help="the broker's redis_key_prefix (where revocations are)")
+    parser.add_argument("--revocation-staleness-seconds", type=float, default=5.0,
+                        help="refuse every token once Redis was silent this long")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8401)
     args = parser.parse_args(argv)
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     mcp = build_protected_server(
         broker=args.broker, resource=args.resource, cerbos=args.cerbos, redis_url=args.redis_url,
         revocation_key_prefix=args.redis_key_prefix,
+        revocation_staleness_seconds=args.revocation_staleness_seconds,
     )
     path = urlsplit(args.resource).path or "/mcp"
     mcp.run(transport="http", host=args.host, port=args.port, path=path, show_banner=False)

@@ -45,6 +45,21 @@ def sse_message(body: bytes) -> dict[str, Any]:
     raise McpError(f"no JSON-RPC message in {text[:200]!r}")
 
 
+def modern_request(request_id: int, method: str, params: dict[str, Any] | None = None
+                   ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """A stateless (2026-07-28) JSON-RPC request and its headers: the envelope in `_meta`,
+    the method (and tool name) in `Mcp-Method` / `Mcp-Name`."""
+    params = {**(params or {}), "_meta": {
+        "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+        "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
+        "io.modelcontextprotocol/clientCapabilities": {}}}
+    headers = [("Mcp-Protocol-Version", MODERN_VERSION), ("Mcp-Method", method)]
+    if method == "tools/call":
+        headers.append(("Mcp-Name", str(params["name"])))
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+    return message, headers
+
+
 class McpSession:
     """`open()`, then `request(method, params)`."""
 
@@ -80,18 +95,13 @@ class McpSession:
     async def request(self, method: str, params: dict[str, Any] | None = None) -> bytes:
         """Send one request, return the raw body; raises on a transport or JSON-RPC error
         (a substring test: cheap enough to leave in the timed path)."""
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
-        headers: list[tuple[str, str]] = []
-        if not self.legacy:
-            params = {**(params or {}), "_meta": {
-                "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
-                "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
-                "io.modelcontextprotocol/clientCapabilities": {}}}
-            headers = [("Mcp-Protocol-Version", MODERN_VERSION), ("Mcp-Method", method)]
-            if method == "tools/call" and params is not None:
-                headers.append(("Mcp-Name", str(params["name"])))
-        if params is not None:
-            message["params"] = params
+        if self.legacy:
+            message: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next_id, "method": method}
+            if params is not None:
+                message["params"] = params
+            headers: list[tuple[str, str]] = []
+        else:
+            message, headers = modern_request(self._next_id, method, params)
         self._next_id += 1
         status, _, body = await self._post(message, headers)
         if status != 200 or b'"error"' in body or b'"isError":true' in body:

@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import httpx
 import redis
-import yaml
 
-from broker.config import BrokerSettings
-from tests.integration.conftest import broker_config
+from tests.integration.mcp_processes import BrokerProcess as ServeProcess
 from tests.integration.mcp_processes import McpServerProcess
-from tests.integration.revocation_support import ADMIN_AUDIENCE
 from tests.support.services import (
     REPO_ROOT,
     CerbosService,
@@ -38,66 +33,29 @@ from tests.support.services import (
     RedisService,
     free_port,
 )
+from tests.support.services import start_all as start_all
+from tests.support.services import stop_all as stop_all
 
 BENCH_POLICIES = Path(__file__).resolve().parent / "policies"
 BROKER_PREFIX = "bench:"
 TOKEN_TTL_SECONDS = 3600  # a token minted at the start outlives every measure
 
 
-class BrokerProcess(ManagedProcess):
-    """`agent-broker serve` in its own process (as deployed), not in the bench's event loop.
+class BrokerProcess(ServeProcess):
+    """`agent-broker serve` in its own process (as deployed), not in the bench's event loop;
+    its tokens outlive every measure.
 
     With `bench_routes`, `python -m bench.broker_app` instead: the same app and server
     options plus the bench-only no-op and profiling routes (bench/broker_app.py).
     """
 
     def __init__(self, work_dir: Path, *, redis_url: str, cerbos_address: str,
-                 oidc_issuer: str, prefix: str = BROKER_PREFIX,
-                 bench_routes: bool = False) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.prefix = prefix
-        work_dir.mkdir(parents=True, exist_ok=True)
-        config = broker_config(
-            self.url, redis_url=redis_url, cerbos_address=cerbos_address,
-            oidc_issuer=oidc_issuer, keys_file=work_dir / f"keys-{self.port}.json",
-            redis_key_prefix=prefix, admin={"audiences": [ADMIN_AUDIENCE]},
-            token_ttl_seconds=TOKEN_TTL_SECONDS,
-        )
-        BrokerSettings(**config)  # fail here, with pydantic's message, not in the child's log
-        self.config_path = work_dir / f"broker-{self.port}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        if bench_routes:
-            argv = [sys.executable, "-m", "bench.broker_app", "--config", str(self.config_path),
-                    "--port", str(self.port), "--log-level", "warning"]
-        else:
-            argv = [sys.executable, "-c", "from broker.cli import app; app()", "serve",
-                    "--config", str(self.config_path), "--port", str(self.port),
-                    "--log-level", "warning"]
-        super().__init__(f"broker-{self.port}", argv, work_dir, cwd=REPO_ROOT)
-
-    def is_ready(self) -> bool:
-        try:  # /readyz: Redis and Cerbos answer too, not only the process
-            return httpx.get(f"{self.url}/readyz", timeout=1, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-
-def start_all(processes: Sequence[ManagedProcess]) -> None:
-    """Start processes concurrently (each start blocks until ready); if one fails, stop all."""
-    with ThreadPoolExecutor(max_workers=max(1, len(processes))) as pool:
-        futures = [pool.submit(p.start) for p in processes]
-        errors = [f.exception() for f in futures]
-    failed = [e for e in errors if e is not None]
-    if failed:
-        stop_all(processes)
-        raise failed[0]
-
-
-def stop_all(processes: Sequence[ManagedProcess]) -> None:
-    for process in processes:
-        with contextlib.suppress(Exception):
-            process.stop()
+                 oidc_issuer: str, prefix: str = BROKER_PREFIX, bench_routes: bool = False,
+                 **config: Any) -> None:
+        config.setdefault("token_ttl_seconds", TOKEN_TTL_SECONDS)
+        super().__init__(work_dir, redis_url=redis_url, cerbos_address=cerbos_address,
+                         oidc_issuer=oidc_issuer, prefix=prefix,
+                         module="bench.broker_app" if bench_routes else None, **config)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -199,6 +200,23 @@ class ManagedProcess:
     def _forget(self) -> None:
         self._proc = None
         _running.discard(self)
+
+
+def start_all(processes: Sequence[ManagedProcess]) -> None:
+    """Start processes concurrently (each start blocks until ready); if one fails, stop all."""
+    with ThreadPoolExecutor(max_workers=max(1, len(processes))) as pool:
+        futures = [pool.submit(p.start) for p in processes]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        stop_all(processes)
+        raise failed[0]
+
+
+def stop_all(processes: Sequence[ManagedProcess]) -> None:
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.stop()
 
 
 @atexit.register

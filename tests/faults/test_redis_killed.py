@@ -1,0 +1,81 @@
+"""Redis SIGKILLed under mixed load, then restarted from its AOF on the same port.
+
+While it is down: every exchange is a 503 `temporarily_unavailable` with no token (never a
+500), nothing is half-written, the MCP servers keep serving within their staleness bound and
+refuse every token past it. When it returns: exchanges and calls succeed again, with no
+process restarted, and a revocation made before the kill still refuses its token everywhere.
+(A crash losing no revocation at the broker: tests/integration/test_revocation_durability.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+
+from bench.traffic import CALL, EXCHANGE, LIST, OK, REFUSED, UNAVAILABLE
+from broker.stores.redis import RedisKeys
+from tests.faults.conftest import STALENESS_SECONDS, FaultStack, recovered
+
+SERVING_WITHIN_S = STALENESS_SECONDS / 2  # the last ping can be a ping interval before the kill
+REFUSING_AFTER_S = STALENESS_SECONDS + 0.5  # the bound, plus scheduling on two busy cores
+
+
+async def test_redis_killed_mid_load(stack: FaultStack) -> None:
+    revoked_token, revoked_sid = stack.mint(user=0)
+    stack.revoke_session(revoked_sid)
+    stack.refused_everywhere(revoked_token)
+    before = stack.session_ids()
+    pids = [p.pid for p in stack.fleet.processes]
+
+    traffic = stack.traffic()
+    async with traffic.running():
+        await asyncio.sleep(1.5)
+        killing = time.monotonic()
+        await asyncio.to_thread(stack.redis.kill)
+        killed = time.monotonic()
+        await asyncio.sleep(REFUSING_AFTER_S + 1.0)
+        restarting = time.monotonic()
+        await asyncio.to_thread(stack.redis.start)  # same port, same AOF
+        back = await recovered(traffic, restarting)
+        await asyncio.sleep(0.5)
+
+    assert traffic.unexpected() == [], traffic.unexpected()[:5]
+    assert {e.outcome for e in traffic.events if e.ended < killing} == {OK}
+    outage = [e for e in traffic.events if killed <= e.started < restarting]
+    # the broker fails closed: 503 temporarily_unavailable, no-store, no token (Traffic checks)
+    assert {e.outcome for e in outage if e.kind == EXCHANGE} == {UNAVAILABLE}
+    # the plugin serves within its staleness bound, then refuses every token
+    mcp = [e for e in outage if e.kind != EXCHANGE]
+    early = [e for e in mcp if e.ended < killed + SERVING_WITHIN_S]
+    late = [e for e in mcp if e.started >= killed + REFUSING_AFTER_S]
+    assert early and {e.outcome for e in early} == {OK}
+    assert late and {e.outcome for e in late} == {REFUSED}
+    # recovered without restarting anything but Redis, and stays so
+    assert [p.pid for p in stack.fleet.processes] == pids
+    assert traffic.tally(since=back).keys() <= {(k, OK) for k in (EXCHANGE, CALL, LIST)}
+
+    # nothing half-written: each session a 200 named is whole, and no other session exists
+    minted = {e.sid: e for e in traffic.events if e.kind == EXCHANGE and e.outcome == OK}
+    assert stack.session_ids() - before == set(minted)
+    keys = RedisKeys(stack.prefix)
+    client = redis.Redis.from_url(stack.redis.url, decode_responses=True)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for sid, event in minted.items():
+            pipe.exists(keys.session(sid))
+            pipe.zscore(keys.all_sessions(), sid)
+            pipe.zscore(keys.by_user(event.subject), sid)
+            pipe.zscore(keys.by_agent("research-agent"), sid)
+            pipe.get(keys.jti(event.jti))
+        answers = pipe.execute()
+    finally:
+        client.close()
+    for n, (sid, _) in enumerate(minted.items()):
+        exists, in_all, by_user, by_agent, jti_sid = answers[5 * n: 5 * n + 5]
+        assert exists == 1 and None not in (in_all, by_user, by_agent) and jti_sid == sid, sid
+
+    # the revocation made before the kill holds at the MCP servers and at the broker
+    assert stack.statuses(revoked_token) == [401] * len(stack.fleet.servers)
+    assert not stack.is_active(revoked_token, broker=1)
