@@ -5,7 +5,9 @@ Variants, on the same tools, the same Cerbos, policies and broker tokens:
 
 - `plain`: FastMCP with no auth at all, the floor.
 - `plugin`: `mcp_plugin.protect(...)`, exactly as the demo CRM does it (revocation feed on
-  Redis included, decision log at INFO).
+  Redis included, decision log at INFO, the default 1 s decision cache).
+- `plugin-uncached`: the same with `decision_cache_seconds=0`: Cerbos is asked every time,
+  which is what a question never asked before costs (and what the list measure judges).
 - `cerbos-fastmcp`: cerbos-fastmcp 0.1.1 (through `bench.cerbos_fastmcp_shim`), with
   FastMCP's own `JWTVerifier` on the broker's JWKS as its authentication (it has none of its
   own) and the principal builder its README shows, filled with the attributes our policies
@@ -49,8 +51,8 @@ from mcp_plugin import protect
 from tests.integration.conftest import CRM
 from tests.support.services import ManagedProcess, free_port
 
-Variant = Literal["plain", "plugin", "cerbos-fastmcp"]
-VARIANTS: tuple[Variant, ...] = ("plain", "plugin", "cerbos-fastmcp")
+Variant = Literal["plain", "plugin", "plugin-uncached", "cerbos-fastmcp"]
+VARIANTS: tuple[Variant, ...] = ("plain", "plugin", "plugin-uncached", "cerbos-fastmcp")
 ToolSet = Literal["crm", "many"]
 MANY_TOOLS = 50
 KINDS: dict[ToolSet, str] = {"crm": "mcp_server", "many": "bench_tools"}
@@ -95,9 +97,10 @@ def build(variant: Variant, tools: ToolSet, *, broker: str, cerbos: str, redis_u
           prefix: str) -> FastMCP[Any]:
     mcp = build_server() if tools == "crm" else many_tools_server()
     kind = KINDS[tools]
-    if variant == "plugin":
+    if variant in ("plugin", "plugin-uncached"):
         protect(mcp, broker=broker, resource=CRM, cerbos=cerbos, redis_url=redis_url,
-                revocation_key_prefix=prefix, resource_kind=kind)
+                revocation_key_prefix=prefix, resource_kind=kind,
+                decision_cache_seconds=0 if variant == "plugin-uncached" else 1.0)
     elif variant == "cerbos-fastmcp":
         from bench.cerbos_fastmcp_shim import CerbosFastMCPMiddleware  # only this variant
 

@@ -26,7 +26,7 @@ Smoke = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
     output = tmp_path_factory.mktemp("bench") / "results.json"
     run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--output", str(output)],
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=110,
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                          check=False)
     assert output.exists(), f"no results file; output:\n{run.stdout}\n{run.stderr}"
     return run, json.loads(output.read_text())
