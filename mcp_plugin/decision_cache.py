@@ -9,7 +9,8 @@ What is cached: Cerbos's own answers, allow and deny, keyed by the EXACT questio
 principal (id, roles, every attribute: scopes, agent chain, session...) and the item
 (resource kind, id, action, every attribute: tags, annotations, arguments). A different
 argument value, scope or session is a different question. Failures (PDP unreachable, slow,
-an unreadable answer) are never cached, so a PDP outage is never remembered as an answer.
+an unreadable answer) are never cached, and the first failure empties the cache: once the
+plugin has seen Cerbos fail, nothing is allowed until Cerbos answers again.
 A question that cannot be written canonically (a value JSON cannot represent) is not cached.
 
 What this means, and why it is safe enough to be on by default:
@@ -89,6 +90,9 @@ class ExpiringCache(Generic[V]):
         self._entries.move_to_end(key)
         return value
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def put(self, key: Hashable, value: V) -> None:
         if self.ttl == 0:
             return
@@ -121,6 +125,8 @@ class CachingPolicyPoint:
         missing = [n for n, decision in enumerate(decisions) if decision is None]
         if missing:
             answers = await self.pdp.check(principal, [items[n] for n in missing])
+            if any(answer.failure is not None for answer in answers):
+                self.cache.clear()  # the PDP is failing: stop answering for it, right away
             for n, answer in zip(missing, answers, strict=True):
                 decisions[n] = answer
                 if (key := keys[n]) is not None and answer.failure is None:

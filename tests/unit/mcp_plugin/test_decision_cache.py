@@ -110,6 +110,17 @@ async def test_a_failure_is_never_remembered(
     assert len(pdp.asked) == 2
 
 
+async def test_a_failure_forgets_every_answer(
+    pdp: CountingPDP, cached: CachingPolicyPoint
+) -> None:
+    """Once Cerbos is seen failing, even questions it answered a moment ago are denied."""
+    assert (await cached.check(ALICE, [item(query="a")]))[0].allowed
+    pdp.down = True
+    assert not (await cached.check(ALICE, [item(query="b")]))[0].allowed
+    assert not (await cached.check(ALICE, [item(query="a")]))[0].allowed
+    assert len(pdp.asked) == 3
+
+
 async def test_a_denial_is_remembered_like_an_allow(
     pdp: CountingPDP, cached: CachingPolicyPoint
 ) -> None:
