@@ -10,8 +10,21 @@ checked then, or a blocked guesser could still tell a right guess (200) from a w
 
 Algorithm: GCRA, a token bucket kept as one number per key in Redis (the "theoretical
 arrival time"): `limit` failures may come at once, then one per `window / limit`. Keys
-expire by themselves, so memory follows the failure rate. Checking costs one MGET per
-authentication; recording a failure, one Lua script over both keys (atomic).
+expire by themselves, so memory follows the failure rate. Checking costs one MGET;
+recording a failure, one Lua script over both keys (atomic).
+
+The check is skipped for one kind of request only: credentials this process has already
+verified (a client secret whose scrypt check passed before: `authenticate_proven`), whose
+buckets an MGET found clear less than `CLEAR_MEMO_S` ago, with no failure on them here since.
+That is a legitimate client's steady traffic, and it was a tenth of an exchange's CPU (one
+Redis round trip). What brute force needs is unchanged: a guess is by definition not a proven
+secret, so every guess is checked against Redis first, refused while blocked, and counted;
+a guess that finds its buckets blocked, and any failure here, drops the memo. What it gives
+up: a block recorded by *another* broker process may let a proven secret through here for at
+most `CLEAR_MEMO_S`, and only until the first guess reaches this process. A blocked guesser
+can gain from that only if its lucky guess is the first of its requests to reach this
+process within that second: at most one untested-against-the-block guess per process per
+memo, the same order as the in-flight race below.
 
 Every client id, known or not, gets its own bucket (hashed, so key length is bounded): a
 shared bucket for unknown ids would tell an attacker which ids exist. Success does not reset
@@ -51,6 +64,9 @@ RATE_LIMITED = Counter("agent_broker_client_auth_rate_limited_total",
                        "Client authentications refused with 429 (failure budget spent)")
 
 _WARN_EVERY_S = 30.0
+CLEAR_MEMO_S = 1.0
+"""How long an MGET that found a bucket clear vouches for it, for proven secrets only."""
+_MEMO_MAX = 4096
 _MAX_ASSERTION = 8 * 1024
 
 # KEYS: the buckets; ARGV: now (ms), then one emission interval (ms) per key.
@@ -144,6 +160,8 @@ class FailedAuthLimiter(RedisEdge):
         self._prefix = f"{keys.prefix}ratelimit:auth:"
         self._record = client.register_script(_RECORD_FAILURE)
         self._warned_at = -math.inf
+        self._clear_until: dict[str, float] = {}
+        """Bucket key -> until when (clock seconds) an MGET's "clear" vouches for it."""
 
     def _buckets(self, client_id: str, source: str) -> list[_Bucket]:
         window_ms = self._settings.window_seconds * 1000
@@ -165,6 +183,10 @@ class FailedAuthLimiter(RedisEdge):
         """The authenticated client id; 429 while over budget; failures are counted."""
         buckets = self._buckets(presented_client_id(request.headers, form),
                                 source_key(request.client.host if request.client else None))
+        if buckets and self._known_clear(buckets):
+            proven = authenticator.authenticate_proven(request.headers, form)
+            if proven is not None:
+                return proven
         if buckets:
             retry_after = await self._retry_after(buckets)
             if retry_after is not None:
@@ -175,8 +197,17 @@ class FailedAuthLimiter(RedisEdge):
             return await authenticator.authenticate(request.headers, form)
         except InvalidClient:
             if buckets:
+                self._forget(buckets)
                 await self._record_failure(buckets)
             raise
+
+    def _known_clear(self, buckets: list[_Bucket]) -> bool:
+        now = self._clock()
+        return all(self._clear_until.get(b.key, -math.inf) > now for b in buckets)
+
+    def _forget(self, buckets: list[_Bucket]) -> None:
+        for bucket in buckets:
+            self._clear_until.pop(bucket.key, None)
 
     async def _retry_after(self, buckets: list[_Bucket]) -> int | None:
         """Seconds until every bucket allows an attempt again, or None if they all do now."""
@@ -185,7 +216,8 @@ class FailedAuthLimiter(RedisEdge):
         except DependencyUnavailable as exc:
             self._degraded(exc)
             return None
-        now_ms = self._clock() * 1000
+        now = self._clock()
+        now_ms = now * 1000
         wait_ms = 0.0
         for bucket, value in zip(buckets, values, strict=True):
             if value is None:
@@ -195,7 +227,14 @@ class FailedAuthLimiter(RedisEdge):
             except ValueError:
                 continue  # not ours to interpret: never let a stray value block a client
             wait_ms = max(wait_ms, tat - bucket.burst_ms - now_ms)
-        return max(1, math.ceil(wait_ms / 1000)) if wait_ms > 0 else None
+        if wait_ms > 0:
+            self._forget(buckets)
+            return max(1, math.ceil(wait_ms / 1000))
+        if len(self._clear_until) >= _MEMO_MAX:
+            self._clear_until.clear()  # bounded: worst case, a few more MGETs
+        for bucket in buckets:
+            self._clear_until[bucket.key] = now + CLEAR_MEMO_S
+        return None
 
     async def _record_failure(self, buckets: list[_Bucket]) -> None:
         now_ms = self._clock() * 1000

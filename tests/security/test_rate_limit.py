@@ -10,13 +10,26 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
-from broker.http.rate_limit import presented_client_id, source_key
+from broker.client_assertion import ClientAssertionVerifier
+from broker.config import ClientSecretAuth, RateLimitSettings
+from broker.errors import InvalidClient
+from broker.http.client_auth import ClientAuthenticator, Registration
+from broker.http.rate_limit import (
+    CLEAR_MEMO_S,
+    FailedAuthLimiter,
+    TooManyFailedAttempts,
+    presented_client_id,
+    source_key,
+)
+from broker.secrets import SecretVerifier, hash_secret
+from broker.stores.redis import RedisKeys, RedisReplayCache, connect
 from tests.integration.conftest import Broker, BrokerFactory, basic, exchange_form
 from tests.security.conftest import SECRETS, security_overrides
 from tests.security.exchanges import JWT_BEARER, assertion
@@ -156,3 +169,99 @@ def test_the_presented_client_id_is_read_without_raising(
         headers: dict[str, str], form: dict[str, str], client_id: str) -> None:
     lowered = {k.lower(): v for k, v in headers.items()}
     assert presented_client_id(lowered, form) == client_id
+
+
+# --- the limiter in one process and another broker process sharing its Redis -----------------
+# In process, with a clock of our own: a replica's failures are the same limiter class writing
+# the same Redis keys, which is all another broker process would do.
+
+Replica = tuple[FailedAuthLimiter, ClientAuthenticator]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))  # whole seconds: the buckets store ms to 3 places
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _request(headers: dict[str, str], host: str = "127.0.0.1") -> Request:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request({"type": "http", "method": "POST", "path": "/oauth2/token", "headers": raw,
+                    "client": (host, 40000)})
+
+
+@pytest.fixture
+async def replicas(redis_url: str) -> AsyncIterator[tuple[_Clock, Callable[[], Replica]]]:
+    """(clock, make): `make()` is one broker process's limiter and authenticator; all of
+    them share one Redis key prefix and the clock, like replicas of one deployment."""
+    clock, clients = _Clock(), []
+    prefix = f"rl-{uuid.uuid4().hex[:12]}:"
+    secret_hash = hash_secret(SECRETS["research-agent"], ln=10)  # cheap scrypt for a test
+    registration = Registration("research-agent", ClientSecretAuth(
+        method="client_secret_basic", secret_hash=secret_hash))
+
+    def make() -> Replica:
+        client = connect(redis_url, 2000)
+        clients.append(client)
+        keys = RedisKeys(prefix)
+        limiter = FailedAuthLimiter(client, keys, 2000, clock, RateLimitSettings(
+            failed_auth_per_client=2, failed_auth_per_ip=0, window_seconds=60))
+        authenticator = ClientAuthenticator(
+            {"research-agent": registration}, secrets=SecretVerifier(),
+            assertions=ClientAssertionVerifier(audiences=["x"], clock=clock),
+            replay=RedisReplayCache(client, keys, 2000, clock), key_sets={})
+        return limiter, authenticator
+
+    yield clock, make
+    for client in clients:
+        await client.aclose()
+
+
+async def _attempt(replica: Replica, headers: dict[str, str]) -> int:
+    limiter, authenticator = replica
+    try:
+        await limiter.authenticate(authenticator, _request(headers), {})
+    except TooManyFailedAttempts:
+        return 429
+    except InvalidClient:
+        return 401
+    return 200
+
+
+async def test_every_guess_is_checked_against_a_block_from_another_process(
+        replicas: tuple[_Clock, Callable[[], Replica]]) -> None:
+    """A proven secret skips the Redis look-up for a moment (CLEAR_MEMO_S); a guess never
+    does: once another process has blocked the client, the next guess here is a 429, and
+    from then on the right secret is refused here too."""
+    _, make = replicas
+    here, elsewhere = make(), make()
+    assert await _attempt(here, basic("research-agent")) == 200  # proven, found clear
+    for _ in range(2):
+        assert await _attempt(elsewhere, _wrong("research-agent")) == 401
+    assert await _attempt(here, _wrong("research-agent")) == 429
+    assert await _attempt(here, basic("research-agent")) == 429
+
+
+async def test_a_proven_secret_meets_a_block_from_elsewhere_within_the_memo(
+        replicas: tuple[_Clock, Callable[[], Replica]]) -> None:
+    """What the memo gives up, bounded: a block recorded by another process reaches a proven
+    secret here once the memo has expired, even if no guess came here."""
+    clock, make = replicas
+    here, elsewhere = make(), make()
+    assert await _attempt(here, basic("research-agent")) == 200
+    for _ in range(2):
+        assert await _attempt(elsewhere, _wrong("research-agent")) == 401
+    clock.now += CLEAR_MEMO_S
+    assert await _attempt(here, basic("research-agent")) == 429
+
+
+async def test_a_failure_here_drops_the_memo_at_once(
+        replicas: tuple[_Clock, Callable[[], Replica]]) -> None:
+    _, make = replicas
+    here = make()
+    assert await _attempt(here, basic("research-agent")) == 200
+    for _ in range(2):
+        assert await _attempt(here, _wrong("research-agent")) == 401
+    assert await _attempt(here, basic("research-agent")) == 429
