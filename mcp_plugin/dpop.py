@@ -138,8 +138,8 @@ def validate_proof(
     if claims.get("htm") != method:
         raise InvalidProof("htm does not match the request method")
     htu = claims.get("htu")
-    if not isinstance(htu, str) or not hmac.compare_digest(normalize_uri(htu),
-                                                           normalize_uri(uri)):
+    if not isinstance(htu, str) or not hmac.compare_digest(  # bytes: htu may be non-ASCII
+            normalize_uri(htu).encode(), normalize_uri(uri).encode()):
         raise InvalidProof("htu does not match the request URI")
     iat = claims.get("iat")
     if isinstance(iat, bool) or not isinstance(iat, int | float) or abs(now - iat) > window:

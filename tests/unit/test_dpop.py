@@ -125,6 +125,8 @@ REFUSED = [
     pytest.param(lambda: forged_proof(ED, _claims(htu=None)), "htu", id="no-htu"),
     pytest.param(lambda: forged_proof(ED, _claims(htu="/oauth2/token")), "htu",
                  id="relative-htu"),
+    pytest.param(lambda: forged_proof(ED, _claims(htu=URL + "\u00e9")), "htu",
+                 id="non-ascii-htu"),
     pytest.param(lambda: forged_proof(ED, _claims(jti=None)), "jti", id="no-jti"),
     pytest.param(lambda: forged_proof(ED, _claims(jti="x" * 257)), "jti", id="long-jti"),
     pytest.param(lambda: forged_proof(ED, _claims(), typ="JWT"), "typ", id="typ-jwt"),
