@@ -16,7 +16,7 @@ import jwt
 import pytest
 
 from agent_broker_demo.crm_server import build_protected_server
-from broker.client import decode_unverified
+from broker.client import DPoPKey, decode_unverified
 from mcp_plugin.testing import Endpoint
 from tests.integration.conftest import CRM, SIGNER_KEY, BrokerFactory, broker_config
 from tests.integration.revocation_support import RevocationStack, start_stack
@@ -44,11 +44,18 @@ class AgentStack:
     def broker(self) -> str:
         return self.stack.broker.url
 
-    def refused(self, token: str) -> None:
-        """Wait until the CRM refuses `token` (a revocation reaches it through Redis)."""
+    def refused(self, token: str, dpop: DPoPKey | None = None) -> None:
+        """Wait until the CRM refuses `token` (a revocation reaches it through Redis); a token
+        bound to `dpop` goes with the DPoP scheme and a fresh proof each time."""
         deadline = time.monotonic() + REFUSAL_DEADLINE_S
-        headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
-        while httpx.post(self.crm, json=INITIALIZE, headers=headers,
+
+        def headers() -> dict[str, str]:
+            if dpop is None:
+                return {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+            return {**MCP_HEADERS, "Authorization": f"DPoP {token}",
+                    "DPoP": dpop.proof("POST", self.crm, access_token=token)}
+
+        while httpx.post(self.crm, json=INITIALIZE, headers=headers(),
                          trust_env=False).status_code != 401:
             if time.monotonic() > deadline:
                 pytest.fail("the CRM still accepts a revoked token")

@@ -245,10 +245,12 @@ async def test_fastmcp_client_with_dpop_bound_tokens(agents: AgentStack) -> None
 async def test_a_revoked_bound_token_is_replaced_with_fresh_proofs(agents: AgentStack) -> None:
     _, id_token = agents.stack.login()
     log = BrokerLog()
-    async with Client(agents.crm, auth=research_auth(agents, id_token, log, dpop=True)) as client:
+    auth = research_auth(agents, id_token, log, dpop=True)
+    async with Client(agents.crm, auth=auth) as client:
         await client.list_tools()
         agents.revoke(session=log.claims()["sid"])
-        agents.refused(log.grants[0]["access_token"])
+        assert auth.dpop_key is not None
+        agents.refused(log.grants[0]["access_token"], dpop=auth.dpop_key)
         result = await client.call_tool("get_contact", {"contact_id": "2"})
     assert "Grace Hopper" in str(result.content) and log.exchanges == 2
     assert log.claims(1)["cnf"] == log.claims(0)["cnf"]
