@@ -124,7 +124,8 @@ class BrokerAuthentication:
             await self.app(scope, receive, send)
             return
         outcome = await self._authenticate(scope)
-        guarded = scope["type"] == "http" and scope.get("path") == self.mcp_path
+        guarded = (scope["type"] == "http" and scope.get("path") == self.mcp_path
+                   and scope.get("method") != "OPTIONS")  # CORS preflights carry no token
         if guarded and (isinstance(outcome, Refusal) or (outcome is None and self.dpop_required)):
             await self._refuse(send, outcome)  # None: no credentials, no error (RFC 6750 §3.1)
             return
