@@ -7,6 +7,7 @@ from bench import (
     exchange,
     mcp_compare,
     memory,
+    mixed_load,
     profile,
     propagation,
     session_scale,
@@ -16,4 +17,4 @@ from bench.measure import Measure
 MEASURES: dict[str, Measure] = {m.name: m for m in (
     propagation.MEASURE, call_cost.MEASURE, memory.MEASURE, exchange.MEASURE,
     profile.MEASURE, session_scale.MEASURE, mcp_compare.CALL_MEASURE,
-    mcp_compare.LIST_MEASURE)}
+    mcp_compare.LIST_MEASURE, mixed_load.MEASURE)}

@@ -132,6 +132,22 @@ class Traffic:
         """Requests that were neither served nor refused by design (ERROR), in the window."""
         return [e for e in self.events if since <= e.started < until and e.outcome == ERROR]
 
+    async def serving(self, since: float, within: float) -> float:
+        """Wait until every broker minted and every MCP server served a request started
+        after `since`; return when the last of them did. Raises TimeoutError past `within`."""
+        deadline = time.monotonic() + within
+        while True:
+            ok = [e for e in self.events if e.started >= since and e.outcome == OK]
+            firsts: dict[tuple[bool, int], float] = {}
+            for e in ok:
+                key = (e.kind == EXCHANGE, e.target)
+                firsts[key] = min(firsts.get(key, e.ended), e.ended)
+            if len(firsts) == len(self.brokers) + len(self.servers):
+                return max(firsts.values())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not serving within {within} s: {self.tally(since)}")
+            await asyncio.sleep(0.1)
+
     # -- one agent ------------------------------------------------------------------------
 
     async def _agent(self, n: int, id_token: str, stop: asyncio.Event) -> None:

@@ -18,7 +18,8 @@ import pytest
 from bench.measures import MEASURES
 from tests.support.services import REPO_ROOT
 
-pytestmark = pytest.mark.integration
+# the fixture's run counts against the first test's pytest-timeout: give it the run's 300 s
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(330)]
 Smoke = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
 
 
@@ -58,8 +59,9 @@ def test_every_figure_is_produced(smoke: Smoke, name: str) -> None:
     for figure in figures.values():
         value = figure["value"]
         assert isinstance(value, int | float) and math.isfinite(value), figure
-        # a difference of two p50s may come out below zero at smoke counts; nothing else may
-        assert value >= 0 or figure["name"].startswith("added latency"), figure
+        # a difference of two p50s, or of two RSS means, may come out below zero; nothing else
+        assert value >= 0 or figure["name"].startswith(("added latency", "RSS growth, broker",
+                                                         "RSS growth, MCP")), figure
         assert isinstance(figure["unit"], str) and figure["unit"], figure
         goal = figure["goal"]
         if goal is not None:

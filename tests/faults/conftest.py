@@ -21,7 +21,7 @@ import jwt
 import pytest
 import redis
 
-from bench.traffic import CALL, EXCHANGE, LIST, OK, Traffic
+from bench.traffic import Traffic
 from broker.stores.redis import RedisKeys
 from tests.integration.conftest import CRM, SECRETS, basic, exchange_form
 from tests.integration.mcp_processes import Fleet
@@ -113,25 +113,11 @@ class FaultStack:
 
 
 async def recovered(traffic: Traffic, since: float, within: float = RECOVERY_SECONDS) -> float:
-    """Wait until every broker minted and every MCP server served a request started after
-    `since`; when that happened (the last of them). Fails past `within`."""
-    deadline = time.monotonic() + within
-    brokers = len(traffic.brokers)
-    servers = len(traffic.servers)
-    while True:
-        ok = [e for e in traffic.events if e.started >= since and e.outcome == OK]
-        minted = {e.target for e in ok if e.kind == EXCHANGE}
-        served = {e.target for e in ok if e.kind in (CALL, LIST)}
-        if len(minted) == brokers and len(served) == servers:
-            firsts = [min(e.ended for e in ok if e.kind == EXCHANGE and e.target == b)
-                      for b in range(brokers)]
-            firsts += [min(e.ended for e in ok if e.kind != EXCHANGE and e.target == s)
-                       for s in range(servers)]
-            return max(firsts)
-        assert time.monotonic() < deadline, (
-            f"no recovery within {within} s: brokers minting {sorted(minted)}, servers "
-            f"serving {sorted(served)}; {traffic.tally(since)}")
-        await asyncio.sleep(0.1)
+    """When every broker minted and every MCP server served again after `since`."""
+    try:
+        return await traffic.serving(since, within)
+    except TimeoutError as exc:
+        pytest.fail(f"no recovery: {exc}")
 
 
 @pytest.fixture(scope="package")
