@@ -142,7 +142,8 @@ def validate_proof(
             normalize_uri(htu).encode(), normalize_uri(uri).encode()):
         raise InvalidProof("htu does not match the request URI")
     iat = claims.get("iat")
-    if isinstance(iat, bool) or not isinstance(iat, int | float) or abs(now - iat) > window:
+    # `not <=`, not `>`: a NaN `iat` (JSON allows it) compares false with everything
+    if isinstance(iat, bool) or not isinstance(iat, int | float) or not abs(now - iat) <= window:
         raise InvalidProof("iat is missing or outside the accepted window")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:

@@ -98,6 +98,8 @@ def test_htu_is_compared_without_query_and_fragment(dpop: ModuleType, seen_as: s
     pytest.param(None, False, id="missing"),
     pytest.param("1700000000", False, id="string"),
     pytest.param(True, False, id="boolean"),
+    pytest.param(float("nan"), False, id="nan"),
+    pytest.param(float("inf"), False, id="infinity"),
 ])
 def test_iat_window(dpop: ModuleType, iat: Any, accepted: bool) -> None:
     private = ed25519.Ed25519PrivateKey.generate()
