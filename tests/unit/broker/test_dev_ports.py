@@ -35,7 +35,9 @@ def test_shifted_moves_every_port_and_keeps_the_contract_defaults() -> None:
     assert astuple(DevPorts().shifted(1000)) == tuple(p + 1000 for p in astuple(DevPorts()))
 
 
-def test_without_an_offset_the_stack_runs_on_the_contract_ports(started: list[dict[str, Any]]) -> None:
+def test_without_an_offset_the_stack_runs_on_the_contract_ports(
+    started: list[dict[str, Any]],
+) -> None:
     assert runner.invoke(app, ["dev"]).exit_code == 0
     assert started[0]["ports"] == DevPorts(broker=8400, mcp=8401, idp=8402, cerbos_http=3592,
                                            cerbos_grpc=3593, redis=6380)
