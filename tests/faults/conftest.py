@@ -37,8 +37,6 @@ from tests.support.services import (
     stop_all,
 )
 
-pytestmark = pytest.mark.integration
-
 STALENESS_SECONDS = 2.0
 AGENTS = 6
 RECOVERY_SECONDS = 15.0  # Cerbos' gRPC channel backs off; the feed retries; shared 2 cores

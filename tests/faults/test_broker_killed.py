@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from bench.traffic import CALL, EXCHANGE, LIST, OK, UNREACHABLE
 from tests.faults.conftest import FaultStack
+
+pytestmark = pytest.mark.integration
 
 
 async def test_one_of_two_brokers_killed_mid_load(stack: FaultStack) -> None:

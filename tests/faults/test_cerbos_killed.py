@@ -14,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from bench.traffic import CALL, DENIED, EXCHANGE, LIST, OK, UNAVAILABLE
 from tests.faults.conftest import FaultStack, recovered
 
 CACHED_DECISIONS_S = 1.5  # the decision cache's 1 s, plus scheduling on two busy cores
+
+pytestmark = pytest.mark.integration
 
 
 async def test_cerbos_killed_mid_load(stack: FaultStack) -> None:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bench.traffic import EXCHANGE, OK
@@ -25,6 +26,8 @@ from tests.faults.conftest import FaultStack
 from tests.support.services import REPO_ROOT
 
 ACTIVATE_IN_S = 3  # more than the brokers' 1 s re-read of the keys file, with a margin
+
+pytestmark = pytest.mark.integration
 
 
 def _keys(stack: FaultStack) -> dict[str, int]:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bench.traffic import CALL, EXCHANGE, LIST, OK
 from tests.faults.conftest import FaultStack
 
 LOAD_SECONDS = 6.0
+
+pytestmark = pytest.mark.integration
 
 
 async def test_mixed_load_on_two_brokers_and_three_mcp_servers_has_no_error(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis
 
 from bench.traffic import CALL, EXCHANGE, LIST, OK, REFUSED, UNAVAILABLE
@@ -20,6 +21,8 @@ from tests.faults.conftest import STALENESS_SECONDS, FaultStack, recovered
 
 SERVING_WITHIN_S = STALENESS_SECONDS / 2  # the last ping can be a ping interval before the kill
 REFUSING_AFTER_S = STALENESS_SECONDS + 0.5  # the bound, plus scheduling on two busy cores
+
+pytestmark = pytest.mark.integration
 
 
 async def test_redis_killed_mid_load(stack: FaultStack) -> None:
