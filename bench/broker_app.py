@@ -67,11 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log-level", default="warning")
+    # the profile's broker runs on asyncio's own loop: pyinstrument sees uvloop's idle time
+    # (inside its C loop) only when the next Python frame starts, and charges it there
+    parser.add_argument("--loop", choices=("auto", "asyncio"), default="auto")
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
     # the options of `agent-broker serve` (broker/cli.py), so the process is the deployed one
     uvicorn.run(bench_app(args.config), host="127.0.0.1", port=args.port, log_config=None,
-                log_level=args.log_level, proxy_headers=False, server_header=False)
+                log_level=args.log_level, proxy_headers=False, server_header=False,
+                loop=args.loop)
 
 
 if __name__ == "__main__":
