@@ -1,8 +1,11 @@
 """A profile of the exchange hot path (issue 6 §6), saved beside the results.
 
-The exchange measure's broker (bench/broker_app.py) serves exchanges at concurrency 32
+A broker like the exchange measure's (bench/broker_app.py) serves exchanges at concurrency 32
 from `python -m bench.load`; pyinstrument samples its event loop thread for the timed
 window (started and stopped through `/bench/profile/*`, so start-up and warm-up stay out).
+It runs on asyncio's own event loop rather than uvloop (httptools still parses HTTP): inside
+uvloop's C loop pyinstrument cannot tell waiting from working, and charges the idle time to
+whichever Python frame runs next, which would inflate every share that follows an await.
 Written to bench/profiles/ (git-ignored):
 
     exchange.pyisession   the raw session (`pyinstrument --load exchange.pyisession`)
@@ -29,12 +32,12 @@ from pyinstrument.frame import Frame
 from pyinstrument.renderers import ConsoleRenderer, HTMLRenderer
 from pyinstrument.session import Session
 
-from bench.exchange import PREFIX, bench_broker, exchange_requests
+from bench.exchange import PREFIX, exchange_requests
 from bench.load import LoadSpec, run_in_process
 from bench.measure import Measure
 from bench.results import Figure
 from bench.sessions import forget_prefix
-from bench.stack import BrokerProcess, Stack
+from bench.stack import BrokerProcess, Stack, running
 from bench.tokens import user_id_token
 
 PROFILES = Path(__file__).resolve().parent / "profiles"
@@ -45,9 +48,11 @@ Matchers = tuple[tuple[str, str], ...]
 # the parts of the path, in the order a request meets them
 PARTS: dict[str, Matchers] = {
     "form parsing": (("read_form", "broker/http/forms.py"),),
-    # the failed-authentication limiter's look-up (one MGET) before the authenticator
+    # the failed-authentication limiter's look-up (one MGET) before the authenticator; a
+    # secret verified before, whose buckets were just found clear, skips it
     "failed-auth limiter check": (("_retry_after", "broker/http/rate_limit.py"),),
-    "client authentication": (("authenticate", "broker/http/client_auth.py"),),
+    "client authentication": (("authenticate", "broker/http/client_auth.py"),
+                              ("authenticate_proven", "broker/http/client_auth.py")),
     "subject token validation": (("validate_subject_token", "broker/upstream.py"),),
     "Cerbos decision": (("delegable_scopes", "broker/pdp/cerbos.py"),
                         ("_invoke", "grpc/aio/_call.py")),
@@ -91,7 +96,7 @@ def _time_under(frames: Iterable[Frame], matchers: Matchers) -> float:
 
 def top_costs(session: Session) -> dict[str, float]:
     """Share (%) of the busy time under each part of the path, the endpoint's remainder
-    and everything outside the endpoint (uvicorn, h11, Starlette, FastAPI, asyncio)."""
+    and everything outside the endpoint (uvicorn, httptools, Starlette, FastAPI, the loop)."""
     root = session.root_frame()
     if root is None:
         raise RuntimeError("the profile recorded nothing")
@@ -155,8 +160,11 @@ def run(stack: Stack, smoke: bool) -> tuple[dict[str, object], list[Figure]]:
     directory = stack.work_dir / "profiles" if smoke else PROFILES
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "exchange.pyisession"
+    broker = stack.bench_broker(PREFIX)
+    broker.argv += ["--loop", "asyncio"]  # see the module docstring
     try:
-        exchanges, stopped = _profile(bench_broker(stack), params, id_tokens, path)
+        with running([broker]):
+            exchanges, stopped = _profile(broker, params, id_tokens, path)
     finally:
         forget_prefix(stack.redis_url, PREFIX)
     session = Session.load(str(path))
