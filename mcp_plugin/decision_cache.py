@@ -19,7 +19,8 @@ What this means, and why it is safe enough to be on by default:
   so policies keep changing without a redeploy, on the same time scale.
 - Revocation, expiry and every token check are NOT decisions: the verifier applies them to
   every request before any decision is looked up, so the kill switch stays immediate.
-- Memory is bounded (`max_entries`, least recently used dropped first).
+- Memory is bounded (`max_entries`, oldest dropped first) and expired answers are dropped as
+  new ones come in.
 `ttl=0` turns caching off (`protect(..., decision_cache_seconds=0)`).
 """
 
@@ -64,7 +65,11 @@ def item_key(item: CheckItem) -> Hashable | None:
 
 class ExpiringCache(Generic[V]):
     """Values by key, each kept `ttl` seconds from when it was put, at most `max_entries`
-    (least recently used dropped first). `ttl=0` keeps nothing."""
+    (oldest dropped first). `ttl=0` keeps nothing.
+
+    Entries stay in the order they were put, which is also the order they expire in (one
+    `ttl` for all), so each `put` drops the expired head first: memory follows the recent
+    rate of new keys times `ttl`, not the history of every key ever seen."""
 
     def __init__(self, ttl: float = DEFAULT_TTL_SECONDS, *,
                  max_entries: int = DEFAULT_MAX_ENTRIES,
@@ -87,7 +92,6 @@ class ExpiringCache(Generic[V]):
         if self._clock() >= expires_at:
             del self._entries[key]
             return None
-        self._entries.move_to_end(key)
         return value
 
     def clear(self) -> None:
@@ -96,8 +100,11 @@ class ExpiringCache(Generic[V]):
     def put(self, key: Hashable, value: V) -> None:
         if self.ttl == 0:
             return
-        self._entries[key] = (self._clock() + self.ttl, value)
-        self._entries.move_to_end(key)
+        now = self._clock()
+        while self._entries and next(iter(self._entries.values()))[0] <= now:
+            self._entries.popitem(last=False)
+        self._entries.pop(key, None)  # a refreshed key moves to the back, in expiry order
+        self._entries[key] = (now + self.ttl, value)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
