@@ -16,8 +16,9 @@ the claims of bytes already verified is pure cost (issue 6's profile: about 150 
 What can change between two requests is still checked every time: `exp`, `nbf` and `iat`
 against the clock, the revocation view, and that the broker still publishes the very key that
 verified it (a key rotated out of the JWKS drops its tokens). Refused tokens are never
-remembered, so garbage cannot fill the cache. Each request gets its own copy of the claims,
-as before: nothing a request's middleware does to them reaches another request.
+remembered, so garbage cannot fill the cache, and tokens past their `exp` leave it as new ones
+come in. Each request gets its own claims, decoded again from the token's payload (cheaper
+than a deep copy): nothing a request's middleware does to them reaches another request.
 
 `AccessToken.expires_at` is the token's own `exp`. FastMCP's bearer backend refuses a token
 once that moment has passed on this server's clock, so over HTTP the leeway helps with `nbf`
@@ -26,7 +27,8 @@ and `iat` (a broker clock ahead of ours), not with `exp`.
 
 from __future__ import annotations
 
-import copy
+import base64
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -81,7 +83,6 @@ class _Verified:
 
     kid: str
     key: PyJWK
-    claims: dict[str, Any]
     parsed: AgentClaims
 
 
@@ -156,18 +157,20 @@ class BrokerTokenVerifier(TokenVerifier):
     async def _verify(self, token: str) -> tuple[dict[str, Any], AgentClaims]:
         verified = await self._remembered(token)
         if verified is None:
-            verified = await self._verify_signature(token)
+            claims, verified = await self._verify_signature(token)
             self._check_claims(verified.parsed)
             self._remember(token, verified)
-        else:
-            try:
-                self._check_claims(verified.parsed)
-            except TokenRejected:
-                self._verified.pop(token, None)  # expired: it will not come back
-                raise
+            await self._start_view()
+            self._check_revocation(verified.parsed)
+            return claims, verified.parsed
+        try:
+            self._check_claims(verified.parsed)
+        except TokenRejected:
+            self._verified.pop(token, None)  # expired: it will not come back
+            raise
         await self._start_view()
         self._check_revocation(verified.parsed)
-        return copy.deepcopy(verified.claims), verified.parsed
+        return _payload(token), verified.parsed
 
     async def _remembered(self, token: str) -> _Verified | None:
         """The cached verification, if the key that made it is still the broker's."""
@@ -182,11 +185,17 @@ class BrokerTokenVerifier(TokenVerifier):
     def _remember(self, token: str, verified: _Verified) -> None:
         if self._cache_size == 0:
             return
-        while len(self._verified) >= self._cache_size:
+        # oldest first: drop tokens past their exp (they cannot come back), then the oldest
+        # beyond the bound, so memory follows the tokens in use, not every token ever seen
+        expired_before = self._clock() - self.leeway
+        while self._verified and (
+            len(self._verified) >= self._cache_size
+            or next(iter(self._verified.values())).parsed.expires_at < expired_before
+        ):
             del self._verified[next(iter(self._verified))]
         self._verified[token] = verified
 
-    async def _verify_signature(self, token: str) -> _Verified:
+    async def _verify_signature(self, token: str) -> tuple[dict[str, Any], _Verified]:
         header = self._read_header(token)
         alg, kid = header["alg"], header["kid"]
         key = await self.keys.get(kid)
@@ -206,7 +215,7 @@ class BrokerTokenVerifier(TokenVerifier):
             parsed = parse_claims(claims)
         except ClaimsError as exc:
             raise TokenRejected(f"bad claims: {exc}") from None
-        return _Verified(kid, key, claims, parsed)
+        return claims, _Verified(kid, key, parsed)
 
     async def _start_view(self) -> None:
         if self._view_started or not isinstance(self.revocations, ManagedRevocationView):
@@ -272,3 +281,12 @@ class BrokerTokenVerifier(TokenVerifier):
             ) from None
         if revoked:
             raise TokenRejected(f"revoked (jti {claims.jti}, session {claims.session})")
+
+
+def _payload(token: str) -> dict[str, Any]:
+    """A fresh dict of a remembered token's claims: its own payload, decoded again. Cheaper
+    than a deep copy of the claims dict, and nothing to keep but the token we key on."""
+    segment = token.split(".")[1]
+    padded = segment + "=" * (-len(segment) % 4)
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
+    return claims

@@ -339,6 +339,24 @@ async def test_the_cache_is_bounded_and_can_be_off(
         make_verifier(cache_size=-1)
 
 
+async def test_expired_tokens_leave_the_cache_as_new_ones_come(
+    make_verifier: Callable[..., BrokerTokenVerifier], broker: FakeBroker
+) -> None:
+    """Tokens never presented again must not stay until the bound is reached: memory follows
+    the tokens in use (the mixed load run's flat-memory figure)."""
+    now = [float(NOW)]
+    verifier = make_verifier()
+    verifier._clock = lambda: now[0]
+    old = [broker.tokens.mint() for _ in range(3)]  # exp NOW + 300
+    for token in old:
+        assert await verifier.verify_token(token) is not None
+    now[0] = NOW + 300 + 31  # past exp and the leeway
+    broker.tokens.clock = lambda: int(now[0])
+    fresh = broker.tokens.mint()
+    assert await verifier.verify_token(fresh) is not None
+    assert list(verifier._verified) == [fresh]
+
+
 async def test_refused_tokens_are_not_remembered(
     verifier: BrokerTokenVerifier, broker: FakeBroker
 ) -> None:
