@@ -184,24 +184,28 @@ class CerbosAuthorization(Middleware):
         log_decisions(principal, decisions, probe="step_up")
         return missing if decisions[0].allowed else []
 
+    async def lacks_declared_scopes(self, server: FastMCP[Any], token: AccessToken, name: str
+                                    ) -> bool:
+        """Whether `token` lacks a scope the tool `name` declares in its tags (False for an
+        unknown name). Declared scopes are remembered as long as decisions are, so the common
+        case costs no tool lookup; a stale memory can only change a hint, never a decision."""
+        declared = self._declared_scopes.get(name)
+        if declared is None:
+            tool = await server.get_tool(name)
+            if tool is None:
+                return False
+            declared = tuple(scopes_from_tags(tool.tags, self.scope_tag_prefix))
+            self._declared_scopes.put(name, declared)  # names of real tools only: bounded
+        return not all(s in token.scopes for s in declared)
+
     async def challenge_scopes(self, server: FastMCP[Any], token: AccessToken, name: str,
                                arguments: Mapping[str, Any] | None) -> list[str]:
-        """For the HTTP layer: scopes to name in a 403 before a tool call runs, or [].
-
-        The common case is a token holding every scope the tool declares: nothing to ask.
-        The tool's declared scopes are remembered as long as decisions are, so that case
-        costs no tool lookup; a stale memory can only change the hint, never a decision."""
-        declared = self._declared_scopes.get(name)
-        if declared is not None and all(s in token.scopes for s in declared):
-            return []
+        """For the HTTP layer: scopes to name in a 403 before a tool call runs, or []."""
+        if not await self.lacks_declared_scopes(server, token, name):
+            return []  # nothing more to ask, the middleware decides
         tool = await server.get_tool(name)
         if tool is None:
             return []
-        declared = tuple(scopes_from_tags(tool.tags, self.scope_tag_prefix))
-        self._declared_scopes.put(name, declared)  # names of real tools only: bounded
-        missing = [s for s in declared if s not in token.scopes]
-        if not missing:
-            return []  # nothing more to ask, the middleware decides
         item = self.tool_item(tool, TOOLS_CALL, arguments or {})
         actual, hint = await asyncio.gather(
             self.decide(token, [item]), self.step_up_scopes(token, tool, item)
@@ -235,7 +239,7 @@ class CerbosAuthorization(Middleware):
         if not listed.allowed:  # when allowed, the call's own line says it all
             log_decisions(principal, [listed])
         if called.failure is None:  # no answer (PDP down, slow): the call asks again itself
-            call.keep(token.token, tool, called)
+            call.keep(token.token, tool, called, principal)
         return tools if listed.allowed else []
 
     async def on_list_resources(
@@ -274,10 +278,10 @@ class CerbosAuthorization(Middleware):
         token = get_access_token()
         prefetched = take_prefetched(token.token, name) if token is not None else None
         if prefetched is not None:  # the schema lookup found the tool and asked already
-            tool, decision = prefetched
+            tool, decision, principal = prefetched
             item = self.tool_item(tool, TOOLS_CALL, arguments)
             if decision.item == item:
-                log_decisions(principal_of(token), [decision])
+                log_decisions(principal, [decision])
             else:
                 decision = (await self.decide(token, [item]))[0]
         else:

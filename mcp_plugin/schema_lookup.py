@@ -31,7 +31,7 @@ from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, decode_header
 from starlette.requests import Request
 
 from mcp_plugin.pdp import Decision
-from mcp_plugin.principal import TOOLS_CALL
+from mcp_plugin.principal import TOOLS_CALL, Principal
 
 _STATE_KEY = "mcp_plugin_prefetched_call"
 
@@ -57,8 +57,8 @@ class ToolCallRequest:
         arguments = params.get("arguments")
         return arguments if isinstance(arguments, dict) else {} if arguments is None else None
 
-    def keep(self, token: str, tool: Tool, decision: Decision) -> None:
-        setattr(self.http.state, _STATE_KEY, _Prefetched(token, tool, decision))
+    def keep(self, token: str, tool: Tool, decision: Decision, principal: Principal) -> None:
+        setattr(self.http.state, _STATE_KEY, _Prefetched(token, tool, decision, principal))
 
 
 def current_tool_call() -> ToolCallRequest | None:
@@ -78,10 +78,12 @@ class _Prefetched:
     token: str
     tool: Tool
     decision: Decision
+    principal: Principal
 
 
-def take_prefetched(token: str, name: str) -> tuple[Tool, Decision] | None:
-    """The tool the schema lookup found and the decision it obtained for calling it, once.
+def take_prefetched(token: str, name: str) -> tuple[Tool, Decision, Principal] | None:
+    """The tool the schema lookup found, the decision it obtained for calling it, and the
+    principal it asked for (built from this same token), once.
 
     The caller must still check that the decision answers exactly its own question (same
     item: name, tags, annotations, arguments); the tool spares it a second lookup."""
@@ -94,4 +96,4 @@ def take_prefetched(token: str, name: str) -> tuple[Tool, Decision] | None:
     delattr(call.http.state, _STATE_KEY)
     if kept.token != token or kept.tool.name != name:
         return None
-    return kept.tool, kept.decision
+    return kept.tool, kept.decision, kept.principal

@@ -11,8 +11,10 @@ Only the MISSING scopes are named (clients union them with what they hold). The 
 happen here, before dispatch: on a streamable HTTP POST the SSE response's 200 status is sent
 before the tool handler runs, so nothing later can turn a refusal into a 403.
 
-Cost on the common path: one substring test of the request body, and for a `tools/call` one
-JSON parse and one tool lookup; Cerbos is asked here only when a declared scope is missing.
+Cost on the common path: on the modern transport, whose `Mcp-Method`/`Mcp-Name` headers name
+the tool, a look at the tool's remembered declared scopes, and the body is not read; otherwise
+one substring test of the body, and for a `tools/call` one JSON parse and a tool lookup. Cerbos
+is asked here only when a declared scope is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.shared.inbound import decode_header_value
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -89,6 +92,10 @@ class StepUpChallenge:
         ):
             await self.app(scope, receive, send)
             return
+        name = _named_tool_call(scope)
+        if name is not None and not await self._lacks_scopes(user.access_token, name):
+            await self.app(scope, receive, send)  # the common case: the body is not even read
+            return
         body, more_body = await _read_body(receive)
         call = None if more_body else tool_call_of(body)
         if call is not None:
@@ -97,6 +104,13 @@ class StepUpChallenge:
                 await self._send_challenge(send, scopes)
                 return
         await self.app(scope, _replay(body, more_body, receive), send)
+
+    async def _lacks_scopes(self, token: AccessToken, name: str) -> bool:
+        try:
+            return await self.authorization.lacks_declared_scopes(self.server, token, name)
+        except Exception as exc:  # noqa: BLE001 - then read the body and decide as before
+            logger.warning("step-up pre-check failed (%s)", type(exc).__name__)
+            return True
 
     async def _missing_scopes(
         self, token: AccessToken, name: str, arguments: Mapping[str, Any] | None
@@ -123,6 +137,20 @@ class StepUpChallenge:
         })
         await send({"type": "http.response.body", "body": body})
         logger.info("step-up challenge: 403 insufficient_scope, scope=%s", " ".join(scopes))
+
+
+def _named_tool_call(scope: Scope) -> str | None:
+    """The tool a `tools/call` names in its `Mcp-Method`/`Mcp-Name` headers (the modern
+    transport refuses a request whose headers and body disagree), or None."""
+    method = name = None
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"mcp-method":
+            method = value
+        elif key.lower() == b"mcp-name":
+            name = value
+    if method != b"tools/call" or not name:
+        return None
+    return decode_header_value(name.decode("latin-1"))
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

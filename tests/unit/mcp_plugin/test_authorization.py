@@ -212,16 +212,27 @@ def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
             "params": {"name": name, "arguments": arguments}}
 
 
-async def test_missing_scope_gets_a_403_step_up_challenge(serve: Serve) -> None:
-    url, broker, _ = serve()
+@pytest.mark.parametrize("routing", [
+    pytest.param({}, id="body only"),
+    pytest.param({"Mcp-Method": "tools/call", "Mcp-Name": "update_contact"},
+                 id="modern routing headers"),
+])
+async def test_missing_scope_gets_a_403_step_up_challenge(
+    serve: Serve, routing: dict[str, str]
+) -> None:
+    url, broker, _ = serve(decision_cache_seconds=60)
     token = broker.tokens.mint(scopes=["crm:read"])
+    writer = broker.tokens.mint(scopes=["crm:read", "crm:write"])
     async with httpx.AsyncClient() as http:
-        response = await http.post(
-            url, json=_call("update_contact", {"contact_id": "1", "email": "a@b.c"}),
-            headers={"Authorization": f"Bearer {token}",
-                     "Accept": "application/json, text/event-stream"},
-        )
-    assert response.status_code == 403
+        statuses = []
+        for bearer in (writer, token, writer, token):  # the tool's scopes remembered, or not
+            response = await http.post(
+                url, json=_call("update_contact", {"contact_id": "1", "email": "a@b.c"}),
+                headers={"Authorization": f"Bearer {bearer}",
+                         "Accept": "application/json, text/event-stream", **routing},
+            )
+            statuses.append(response.status_code)
+    assert [code == 403 for code in statuses] == [False, True, False, True]
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith('Bearer error="insufficient_scope", scope="crm:write"')
     assert f'resource_metadata="{_metadata_url(url)}"' in challenge
