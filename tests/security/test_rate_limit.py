@@ -65,7 +65,9 @@ def _token(broker: Broker, headers: dict[str, str], source: str = "127.0.0.1",
 
 def _assert_limited(response: httpx.Response, retry_after: int) -> None:
     assert response.status_code == 429, response.text
-    assert response.headers["retry-after"] == str(retry_after)
+    # at most one emission interval (window / limit); less by however long the failures took
+    # to send on a busy machine, never 0 (a client told to retry at once would spin)
+    assert 1 <= int(response.headers["retry-after"]) <= retry_after, response.headers
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert body["error"] == "temporarily_unavailable"
