@@ -147,8 +147,8 @@ class BrokerAuthProvider(RemoteAuthProvider):
         return middleware
 
 
-class ProtectionLifespan(Provider):
-    """No components: it starts what `protect` built with the server and closes it after.
+class ProtectionLifespan:
+    """It starts what `protect` built with the server and closes it after.
 
     The revocation feed it built (never a caller's view) is started before the first request
     and closed at shutdown, as are the JWKS HTTP client and the Cerbos channel when `protect`
@@ -157,7 +157,6 @@ class ProtectionLifespan(Provider):
 
     def __init__(self, *, feed: ManagedRevocationView | None,
                  closers: list[Callable[[], Awaitable[None]]]) -> None:
-        super().__init__()
         self.feed = feed
         self.closers = closers
 
@@ -174,6 +173,39 @@ class ProtectionLifespan(Provider):
                     await close()
                 except Exception:  # shutdown goes on; one failure is only logged
                     logger.warning("closing %s failed at shutdown", close, exc_info=True)
+
+    def install(self, mcp: FastMCP[Any]) -> None:
+        """Run with `mcp`'s own lifespan, outside it (started first, closed last).
+
+        FastMCP 4 enters a server's lifespan callable (`_lifespan`) once per start, so wrapping
+        it costs requests nothing. A `Provider` would work too, and did, but FastMCP fans every
+        tool lookup and listing out to each provider in a task group: one more task on each,
+        about a fifth of what the plugin added to a tools/call (issue 3's profile). Should a
+        FastMCP release drop `_lifespan`, a Provider it is again."""
+        inner = getattr(mcp, "_lifespan", None)
+        if not callable(inner):
+            mcp.add_provider(_LifespanProvider(self))
+            return
+
+        @asynccontextmanager
+        async def lifespan(server: FastMCP[Any]) -> AsyncIterator[Any]:
+            async with self.lifespan(), inner(server) as result:
+                yield result
+
+        mcp._lifespan = lifespan
+
+
+class _LifespanProvider(Provider):
+    """No components: only the protection's lifespan, for FastMCP without `_lifespan`."""
+
+    def __init__(self, protection: ProtectionLifespan) -> None:
+        super().__init__()
+        self.protection = protection
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with self.protection.lifespan():
+            yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,5 +291,5 @@ def protect(
     closers: list[Callable[[], Awaitable[None]]] = [verifier.keys.aclose]
     if isinstance(cerbos, str) and isinstance(authorization.pdp, CerbosPolicyPoint):
         closers.append(authorization.pdp.aclose)
-    mcp.add_provider(ProtectionLifespan(feed=feed, closers=closers))
+    ProtectionLifespan(feed=feed, closers=closers).install(mcp)
     return Protection(verifier, authorization, auth, revocations)
