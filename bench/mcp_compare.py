@@ -1,7 +1,7 @@
-"""MCP over streamable HTTP, four servers side by side (issue 6 §2 and §3): the same tools
-unprotected, behind mcp_plugin as shipped (its 1 s decision cache on), behind mcp_plugin
-with no decision cache, and behind cerbos-fastmcp (bench/mcp_server.py), with the same
-Cerbos, policies and broker token.
+"""MCP over streamable HTTP, five servers side by side (issue 6 §2 and §3): the same tools
+unprotected, with FastMCP's own token authentication only, behind mcp_plugin as shipped (its
+1 s decision cache on), behind mcp_plugin with no decision cache, and behind cerbos-fastmcp
+(bench/mcp_server.py), with the same Cerbos, policies and broker token.
 
 - `tool_call`: the demo CRM's `search_contacts`, the same call again and again. Goal:
   mcp_plugin's p50 ≤ 1.25x the unprotected server's, and below cerbos-fastmcp's. The
@@ -10,7 +10,7 @@ Cerbos, policies and broker token.
   UNCACHED plugin (what the batching buys, not the cache): added latency (its p50 minus the
   unprotected p50) at least 10x below cerbos-fastmcp's, and one PDP round trip per list.
 
-The four server processes (bench/mcp_server.py, both tool sets each) are started once and
+The five server processes (bench/mcp_server.py, both tool sets each) are started once and
 shared by the two measures. Each server gets one client over one keep-alive connection
 (bench/mcp_client.py: a lean client speaking the modern protocol revision, as the SDK's
 clients do by default, so that the servers' costs are what differs); after a warm-up the
@@ -42,7 +42,8 @@ from bench.stats import ms, percentile
 from bench.tokens import broker_client, mint, user_id_token
 
 TRIPS = "round trips"
-NAMES: dict[Variant, str] = {"plain": "unprotected", "plugin": "mcp_plugin",
+NAMES: dict[Variant, str] = {"plain": "unprotected", "authenticated": "authenticated only",
+                             "plugin": "mcp_plugin",
                              "plugin-uncached": "mcp_plugin uncached",
                              "cerbos-fastmcp": "cerbos-fastmcp"}
 PLUGINS: tuple[Variant, ...] = ("plugin", "plugin-uncached")
@@ -52,7 +53,7 @@ _CHECKS = re.compile(r'^rpc_server_duration_milliseconds_count\{[^}]*'
 
 @dataclass(frozen=True)
 class Params:
-    rounds: int  # batches per server; the order rotates every round (a multiple of 4)
+    rounds: int  # batches per server; the order rotates every round (a multiple of 5)
     batch: int
     warmup: int
     counted: int = 20  # requests per protected server while counting PDP round trips
@@ -182,21 +183,25 @@ def _p50(s: Samples) -> float:
     return percentile(s.latency, 50)
 
 
-CALL_FULL = Params(rounds=32, batch=20, warmup=100)
-LIST_FULL = Params(rounds=16, batch=20, warmup=30)
-SMOKE = Params(rounds=4, batch=1, warmup=1, counted=1)
+CALL_FULL = Params(rounds=30, batch=20, warmup=100)
+LIST_FULL = Params(rounds=15, batch=20, warmup=30)
+SMOKE = Params(rounds=5, batch=1, warmup=1, counted=1)
 
 
 def run_call(stack: Stack, smoke: bool) -> tuple[dict[str, object], list[Figure]]:
     params = SMOKE if smoke else CALL_FULL
     samples = _compare(stack, CALL, params)
-    plain, plugin, uncached, peer = (_p50(samples[v]) for v in VARIANTS)
+    plain, authenticated, plugin, uncached, peer = (_p50(samples[v]) for v in VARIANTS)
     figures = _common(samples, "calls")
     figures += [
         Figure("p50 ratio mcp_plugin/unprotected", round(plugin / plain, 3), "x", Goal(1.25),
                note="the same call repeated: answered by the 1 s decision cache"),
         Figure("p50 ratio mcp_plugin/cerbos-fastmcp", round(plugin / peer, 3), "x",
                Goal(1.0, op="<")),
+        Figure("p50 ratio authenticated only/unprotected", round(authenticated / plain, 3),
+               "x", note="what FastMCP itself adds once requests carry a verified token"),
+        Figure("p50 ratio mcp_plugin/authenticated only", round(plugin / authenticated, 3),
+               "x", note="what mcp_plugin adds over FastMCP's own authentication"),
         Figure("p50 ratio mcp_plugin uncached/unprotected", round(uncached / plain, 3), "x",
                note="every call asks Cerbos: a question not asked in the last second"),
         Figure("p50 ratio mcp_plugin uncached/cerbos-fastmcp", round(uncached / peer, 3), "x",
@@ -215,7 +220,7 @@ def run_call(stack: Stack, smoke: bool) -> tuple[dict[str, object], list[Figure]
 def run_list(stack: Stack, smoke: bool) -> tuple[dict[str, object], list[Figure]]:
     params = SMOKE if smoke else LIST_FULL
     samples = _compare(stack, LIST, params)
-    plain, plugin, uncached, peer = (_p50(samples[v]) for v in VARIANTS)
+    plain, _, plugin, uncached, peer = (_p50(samples[v]) for v in VARIANTS)
     # a floor of 10 µs: two p50s a hair apart would make the ratio meaningless, not better
     added_uncached, added_peer = max(uncached - plain, 1e-5), peer - plain
     figures = _common(samples, "lists")
@@ -249,6 +254,8 @@ CALL_MEASURE = Measure(
     name="tool_call",
     title="MCP tools/call vs peers",
     figures=_names(("p50 ratio mcp_plugin/unprotected", "p50 ratio mcp_plugin/cerbos-fastmcp",
+                    "p50 ratio authenticated only/unprotected",
+                    "p50 ratio mcp_plugin/authenticated only",
                     "p50 ratio mcp_plugin uncached/unprotected",
                     "p50 ratio mcp_plugin uncached/cerbos-fastmcp",
                     "PDP round trips per call, mcp_plugin",

@@ -8,6 +8,9 @@ Variants, on the same tools, the same Cerbos, policies and broker tokens:
   Redis included, decision log at INFO, the default 1 s decision cache).
 - `plugin-uncached`: the same with `decision_cache_seconds=0`: Cerbos is asked every time,
   which is what a question never asked before costs (and what the list measure judges).
+- `authenticated`: FastMCP's own `JWTVerifier` on the broker's JWKS and nothing else: what any
+  server with authentication pays in FastMCP (per-client session state is looked up on every
+  tool lookup and listing once a request carries an identity), without authorization.
 - `cerbos-fastmcp`: cerbos-fastmcp 0.1.1 (through `bench.cerbos_fastmcp_shim`), with
   FastMCP's own `JWTVerifier` on the broker's JWKS as its authentication (it has none of its
   own) and the principal builder its README shows, filled with the attributes our policies
@@ -51,8 +54,9 @@ from mcp_plugin import protect
 from tests.integration.conftest import CRM
 from tests.support.services import ManagedProcess, free_port
 
-Variant = Literal["plain", "plugin", "plugin-uncached", "cerbos-fastmcp"]
-VARIANTS: tuple[Variant, ...] = ("plain", "plugin", "plugin-uncached", "cerbos-fastmcp")
+Variant = Literal["plain", "authenticated", "plugin", "plugin-uncached", "cerbos-fastmcp"]
+VARIANTS: tuple[Variant, ...] = ("plain", "authenticated", "plugin", "plugin-uncached",
+                                 "cerbos-fastmcp")
 ToolSet = Literal["crm", "many"]
 MANY_TOOLS = 50
 KINDS: dict[ToolSet, str] = {"crm": "mcp_server", "many": "bench_tools"}
@@ -93,6 +97,11 @@ def cerbos_principal(token: AccessToken) -> Principal:
     )
 
 
+def jwt_verifier(broker: str) -> JWTVerifier:
+    return JWTVerifier(jwks_uri=f"{broker}/.well-known/jwks.json", issuer=broker,
+                       audience=CRM, algorithm="EdDSA")
+
+
 def build(variant: Variant, tools: ToolSet, *, broker: str, cerbos: str, redis_url: str,
           prefix: str) -> FastMCP[Any]:
     mcp = build_server() if tools == "crm" else many_tools_server()
@@ -101,11 +110,12 @@ def build(variant: Variant, tools: ToolSet, *, broker: str, cerbos: str, redis_u
         protect(mcp, broker=broker, resource=CRM, cerbos=cerbos, redis_url=redis_url,
                 revocation_key_prefix=prefix, resource_kind=kind,
                 decision_cache_seconds=0 if variant == "plugin-uncached" else 1.0)
+    elif variant == "authenticated":
+        mcp.auth = jwt_verifier(broker)
     elif variant == "cerbos-fastmcp":
         from bench.cerbos_fastmcp_shim import CerbosFastMCPMiddleware  # only this variant
 
-        mcp.auth = JWTVerifier(jwks_uri=f"{broker}/.well-known/jwks.json", issuer=broker,
-                               audience=CRM, algorithm="EdDSA")
+        mcp.auth = jwt_verifier(broker)
         mcp.add_middleware(CerbosFastMCPMiddleware(cerbos, principal_builder=cerbos_principal,
                                                    resource_kind=kind))
     return mcp
