@@ -29,6 +29,8 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.shared.inbound import decode_header_value
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mcp_plugin.dpop_auth import ALGS, bound_key
+
 if TYPE_CHECKING:
     from fastmcp import FastMCP
 
@@ -39,9 +41,13 @@ logger = logging.getLogger("mcp_plugin.step_up")
 MAX_INSPECTED_BODY = 1 << 20
 
 
-def challenge_header(scopes: list[str], resource_metadata_url: str, description: str) -> str:
+def challenge_header(scopes: list[str], resource_metadata_url: str, description: str,
+                     *, dpop: bool = False) -> str:
+    """The 403 challenge; for a DPoP-bound token in the DPoP scheme, with the algorithms a new
+    proof may use (RFC 9449 §7.1), so that the client asks for a wider token bound alike."""
+    scheme, algs = ("DPoP", f'algs="{ALGS}", ') if dpop else ("Bearer", "")
     return (
-        f'Bearer error="insufficient_scope", scope="{" ".join(scopes)}", '
+        f'{scheme} error="insufficient_scope", scope="{" ".join(scopes)}", {algs}'
         f'resource_metadata="{resource_metadata_url}", error_description="{description}"'
     )
 
@@ -101,7 +107,8 @@ class StepUpChallenge:
         if call is not None:
             scopes = await self._missing_scopes(user.access_token, *call)
             if scopes:
-                await self._send_challenge(send, scopes)
+                await self._send_challenge(send, scopes,
+                                           dpop=bound_key(user.access_token) is not None)
                 return
         await self.app(scope, _replay(body, more_body, receive), send)
 
@@ -121,11 +128,11 @@ class StepUpChallenge:
             logger.warning("step-up check failed (%s); passing the call on", type(exc).__name__)
             return []
 
-    async def _send_challenge(self, send: Send, scopes: list[str]) -> None:
+    async def _send_challenge(self, send: Send, scopes: list[str], *, dpop: bool) -> None:
         description = f"This call needs scope {' '.join(scopes)}"
         body = json.dumps({"error": "insufficient_scope", "error_description": description,
                            "scope": " ".join(scopes)}).encode()
-        header = challenge_header(scopes, self.resource_metadata_url, description)
+        header = challenge_header(scopes, self.resource_metadata_url, description, dpop=dpop)
         await send({
             "type": "http.response.start",
             "status": 403,

@@ -68,6 +68,21 @@ def test_a_bound_token_with_its_proof_is_accepted(serve: Callable[..., Served]) 
     assert response.status_code == 200, response.text
 
 
+def test_a_bound_token_missing_a_scope_gets_the_step_up_challenge_in_the_dpop_scheme(
+        serve: Callable[..., Served]) -> None:
+    url, broker = serve()
+    key = DPoPKey.generate()
+    token = broker.tokens.mint(scopes=["crm:read"], claims={"cnf": {"jkt": key.thumbprint}})
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "update_contact", "arguments": {"contact_id": "1"}}}
+    response = httpx.post(url, json=call, trust_env=False, timeout=10, headers={
+        **MCP_HEADERS, "Authorization": f"DPoP {token}",
+        "DPoP": key.proof("POST", url, access_token=token)})
+    assert response.status_code == 403, response.text
+    assert challenge(response, "DPoP").startswith(
+        'DPoP error="insufficient_scope", scope="crm:write", algs="EdDSA ES256"')
+
+
 def test_a_bound_token_sent_as_bearer_is_refused(serve: Callable[..., Served]) -> None:
     url, broker = serve()
     response = post(url, f"Bearer {bound(broker, DPoPKey.generate())}")

@@ -36,3 +36,11 @@ def test_challenge_header() -> None:
         'Bearer error="insufficient_scope", scope="crm:write email:send", '
         'resource_metadata="http://x/.well-known/p", error_description="why"'
     )
+
+
+def test_challenge_header_for_a_dpop_bound_token() -> None:
+    header = challenge_header(["crm:write"], "http://x/.well-known/p", "why", dpop=True)
+    assert header == (
+        'DPoP error="insufficient_scope", scope="crm:write", algs="EdDSA ES256", '
+        'resource_metadata="http://x/.well-known/p", error_description="why"'
+    )
