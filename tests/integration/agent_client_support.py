@@ -3,6 +3,7 @@ finds the metadata where the CRM serves it; and a log of what the agent sent to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -67,20 +68,29 @@ class AgentStack:
         assert response.status_code == 201, response.text
 
 
-@pytest.fixture(scope="module")
-def agents(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
-           oidc_issuer: str) -> Iterator[AgentStack]:
+@contextlib.contextmanager
+def served_agent_stack(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
+                       oidc_issuer: str, **protect_options: Any) -> Iterator[AgentStack]:
+    """A broker registering the agents for a served demo CRM protected with
+    `protect_options` (e.g. dpop_required=True), on the shared Redis and Cerbos."""
     endpoint = Endpoint()
     try:
         stack = start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
                             oidc_issuer=oidc_issuer, **registrations_for(endpoint.url))
         mcp = build_protected_server(broker=stack.broker.url, resource=endpoint.url,
                                      cerbos=cerbos_address, redis_url=redis_url,
-                                     revocation_key_prefix=stack.prefix)
+                                     revocation_key_prefix=stack.prefix, **protect_options)
         with endpoint.serve(mcp.http_app(path=endpoint.path)):
             yield AgentStack(stack, endpoint.url)
     finally:
         endpoint.close()
+
+
+@pytest.fixture(scope="module")
+def agents(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
+           oidc_issuer: str) -> Iterator[AgentStack]:
+    with served_agent_stack(start_broker, redis_url, cerbos_address, oidc_issuer) as served:
+        yield served
 
 
 @dataclass

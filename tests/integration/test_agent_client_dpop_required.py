@@ -10,29 +10,19 @@ import httpx
 import pytest
 from fastmcp import Client
 
-from agent_broker_demo.crm_server import build_protected_server
 from broker.client import TokenExchangeAuth
-from mcp_plugin.testing import Endpoint
-from tests.integration.agent_client_support import READ_TOOLS, registrations_for
+from tests.integration.agent_client_support import READ_TOOLS, served_agent_stack
 from tests.integration.conftest import SECRETS, BrokerFactory
-from tests.integration.revocation_support import RevocationStack, start_stack
+from tests.integration.revocation_support import RevocationStack
 from tests.support.mcp import INITIALIZE, MCP_HEADERS
 
 
 @pytest.fixture(scope="module")
 def strict(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
            oidc_issuer: str) -> Iterator[tuple[RevocationStack, str]]:
-    endpoint = Endpoint()
-    try:
-        stack = start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
-                            oidc_issuer=oidc_issuer, **registrations_for(endpoint.url))
-        mcp = build_protected_server(broker=stack.broker.url, resource=endpoint.url,
-                                     cerbos=cerbos_address, redis_url=redis_url,
-                                     revocation_key_prefix=stack.prefix, dpop_required=True)
-        with endpoint.serve(mcp.http_app(path=endpoint.path)):
-            yield stack, endpoint.url
-    finally:
-        endpoint.close()
+    with served_agent_stack(start_broker, redis_url, cerbos_address, oidc_issuer,
+                            dpop_required=True) as served:
+        yield served.stack, served.crm
 
 
 def auth(stack: RevocationStack, crm: str, id_token: str, **over: object) -> TokenExchangeAuth:
