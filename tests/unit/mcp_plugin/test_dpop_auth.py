@@ -194,3 +194,13 @@ async def test_the_verifier_alone_refuses_bound_tokens_it_cannot_check() -> None
     assert await verifier.verify_token(broker.tokens.mint()) is not None
     assert await verifier.verify_token(bound_token) is None
     assert await verifier.verify_bound_or_bearer(bound_token) is not None
+
+
+def test_a_cors_preflight_is_answered_alike_with_or_without_dpop_required(
+        serve: Callable[..., Served]) -> None:
+    """A preflight carries no token: requiring DPoP must not turn it into a 401."""
+    preflight = {"Origin": "http://app.test", "Access-Control-Request-Method": "POST"}
+    statuses = [httpx.options(serve(dpop_required=required)[0], headers=preflight,
+                              trust_env=False, timeout=10).status_code
+                for required in (False, True)]
+    assert statuses[0] == statuses[1] != 401
