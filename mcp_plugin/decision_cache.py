@@ -141,12 +141,7 @@ class CachingPolicyPoint:
         return [d for d in decisions if d is not None]
 
     def _cached(self, key: Hashable, item: CheckItem) -> Decision | None:
+        """The remembered answer, about this very item: equal keys mean Cerbos sees the same
+        question (a list and a tuple spell one JSON array, one protobuf list)."""
         decision = self.cache.get(key)
-        if decision is None or decision.item != item:  # equal keys, unequal items: ask
-            return None
-        return replace(decision, cached=True)
-
-    async def aclose(self) -> None:
-        close = getattr(self.pdp, "aclose", None)
-        if close is not None:
-            await close()
+        return None if decision is None else replace(decision, item=item, cached=True)
