@@ -157,17 +157,15 @@ class BrokerTokenVerifier(TokenVerifier):
     async def _verify(self, token: str) -> tuple[dict[str, Any], AgentClaims]:
         verified = await self._remembered(token)
         if verified is None:
-            claims, verified = await self._verify_signature(token)
+            verified = await self._verify_signature(token)
             self._check_claims(verified.parsed)
             self._remember(token, verified)
-            await self._start_view()
-            self._check_revocation(verified.parsed)
-            return claims, verified.parsed
-        try:
-            self._check_claims(verified.parsed)
-        except TokenRejected:
-            self._verified.pop(token, None)  # expired: it will not come back
-            raise
+        else:
+            try:
+                self._check_claims(verified.parsed)
+            except TokenRejected:
+                self._verified.pop(token, None)  # expired: it will not come back
+                raise
         await self._start_view()
         self._check_revocation(verified.parsed)
         return _payload(token), verified.parsed
@@ -195,7 +193,7 @@ class BrokerTokenVerifier(TokenVerifier):
             del self._verified[next(iter(self._verified))]
         self._verified[token] = verified
 
-    async def _verify_signature(self, token: str) -> tuple[dict[str, Any], _Verified]:
+    async def _verify_signature(self, token: str) -> _Verified:
         header = self._read_header(token)
         alg, kid = header["alg"], header["kid"]
         key = await self.keys.get(kid)
@@ -215,7 +213,7 @@ class BrokerTokenVerifier(TokenVerifier):
             parsed = parse_claims(claims)
         except ClaimsError as exc:
             raise TokenRejected(f"bad claims: {exc}") from None
-        return claims, _Verified(kid, key, parsed)
+        return _Verified(kid, key, parsed)
 
     async def _start_view(self) -> None:
         if self._view_started or not isinstance(self.revocations, ManagedRevocationView):
@@ -284,8 +282,8 @@ class BrokerTokenVerifier(TokenVerifier):
 
 
 def _payload(token: str) -> dict[str, Any]:
-    """A fresh dict of a remembered token's claims: its own payload, decoded again. Cheaper
-    than a deep copy of the claims dict, and nothing to keep but the token we key on."""
+    """A fresh dict of a verified token's claims: its own payload, decoded again. Cheaper
+    than a deep copy of a kept claims dict, and nothing to keep but the token we key on."""
     segment = token.split(".")[1]
     padded = segment + "=" * (-len(segment) % 4)
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(padded))
