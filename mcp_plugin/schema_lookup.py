@@ -28,6 +28,7 @@ from typing import Any
 from fastmcp.server.dependencies import get_http_request
 from fastmcp.tools.base import Tool
 from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, decode_header_value
+from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from mcp_plugin.pdp import Decision
@@ -61,15 +62,21 @@ class ToolCallRequest:
         setattr(self.http.state, _STATE_KEY, _Prefetched(token, tool, decision, principal))
 
 
+def named_tool_call(headers: Headers) -> str | None:
+    """The tool a modern `tools/call` names in its `Mcp-Method`/`Mcp-Name` headers, or None
+    (the transport refuses a request whose headers and body disagree)."""
+    if headers.get(MCP_METHOD_HEADER) != TOOLS_CALL:
+        return None
+    return decode_header_value(headers.get(MCP_NAME_HEADER)) or None
+
+
 def current_tool_call() -> ToolCallRequest | None:
     """The HTTP request being served, if it is a modern `tools/call`."""
     try:
         http = get_http_request()
     except RuntimeError:  # not over HTTP (stdio, in-memory)
         return None
-    if http.headers.get(MCP_METHOD_HEADER) != TOOLS_CALL:
-        return None
-    name = decode_header_value(http.headers.get(MCP_NAME_HEADER))
+    name = named_tool_call(http.headers)
     return ToolCallRequest(http, name) if name else None
 
 

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.shared.inbound import decode_header_value
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_plugin.dpop_auth import ALGS, bound_key
+from mcp_plugin.schema_lookup import named_tool_call
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
@@ -98,7 +99,7 @@ class StepUpChallenge:
         ):
             await self.app(scope, receive, send)
             return
-        name = _named_tool_call(scope)
+        name = named_tool_call(Headers(scope=scope))
         if name is not None and not await self._lacks_scopes(user.access_token, name):
             await self.app(scope, receive, send)  # the common case: the body is not even read
             return
@@ -144,20 +145,6 @@ class StepUpChallenge:
         })
         await send({"type": "http.response.body", "body": body})
         logger.info("step-up challenge: 403 insufficient_scope, scope=%s", " ".join(scopes))
-
-
-def _named_tool_call(scope: Scope) -> str | None:
-    """The tool a `tools/call` names in its `Mcp-Method`/`Mcp-Name` headers (the modern
-    transport refuses a request whose headers and body disagree), or None."""
-    method = name = None
-    for key, value in scope.get("headers", []):
-        if key.lower() == b"mcp-method":
-            method = value
-        elif key.lower() == b"mcp-name":
-            name = value
-    if method != b"tools/call" or not name:
-        return None
-    return decode_header_value(name.decode("latin-1"))
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
