@@ -130,18 +130,6 @@ async def test_a_call_is_one_question_even_with_the_transports_schema_lookup(
     assert [line["action"] for line in lines] == ["tools/call::search_contacts"]
 
 
-async def test_a_denied_call_through_the_schema_lookup_is_still_unknown(serve: Serve) -> None:
-    url, broker, pdp = serve()
-    token = broker.tokens.mint(scopes=["email:send"])
-    async with Client(url, auth=token) as client:
-        with pytest.raises(ToolError) as denied:
-            await client.call_tool("send_email", {"to": "eve@evil.test", "subject": "s",
-                                                  "body": "b"})
-    assert str(denied.value) == "Unknown tool: 'send_email'"
-    calls = [i for _, items in pdp.calls for i in items if i.action.startswith("tools/call::")]
-    assert len(calls) == 1  # decided once, in the schema lookup, and that answer was used
-
-
 async def test_a_call_without_an_answer_in_the_schema_lookup_asks_again(
     serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,6 +165,8 @@ async def test_denied_call_looks_exactly_like_an_unknown_tool(serve: Serve) -> N
     assert str(unknown.value) == "Unknown tool: 'no_such_tool'"
     asked = [i.action for _, items in pdp.calls for i in items]
     assert "tools/call::no_such_tool" in asked  # asked anyway: same timing as a denial
+    # the denial was decided once, in the transport's schema lookup, and that answer used
+    assert asked.count("tools/call::send_email") == 1
 
 
 async def test_reads_and_prompts_refuse_like_unknown_ones(serve: Serve) -> None:
