@@ -95,7 +95,8 @@ async def test_any_other_question_is_asked(
     pdp: CountingPDP, cached: CachingPolicyPoint, other: tuple[Principal, CheckItem]
 ) -> None:
     await cached.check(ALICE, [item(query="a")])
-    decisions = await cached.check(*other[:1], [other[1]])
+    principal, question = other
+    decisions = await cached.check(principal, [question])
     assert len(pdp.asked) == 2
     assert not decisions[0].cached
 
