@@ -14,6 +14,10 @@ round trips a call (issue 6's tool-call measure). So in that listing `CerbosAuth
   own question is exactly the same (same token, same item: name, tags, annotations,
   arguments); otherwise it asks Cerbos as usual.
 
+With the decision cache on (mcp_plugin/decision_cache.py), asking the call's question again
+would be a cache hit; the hand-over still matters: it keeps one round trip a call with the cache
+off, and spares the call a second tool lookup.
+
 The transport has checked that `Mcp-Method` and `Mcp-Name` equal the body's method and tool
 name, or refused the request; the body is the one it parsed (Starlette caches it on the
 request). Anything unexpected here means: no shortcut, the ordinary path.
