@@ -10,26 +10,23 @@ from starlette.requests import Request
 
 from broker.errors import DependencyUnavailable, InvalidDPoPProof, TemporarilyUnavailable
 from broker.http.dpop import proven_key
+from broker.stores.memory import MemoryReplayCache
 from tests.support.dpop import DPoPKey
 from tests.support.jose import NOW
 
 ENDPOINT = "https://broker.example.com/oauth2/token"
 
 
-class Replay:
-    def __init__(self, *, down: bool = False) -> None:
-        self.seen: set[str] = set()
-        self.down = down
-
+class RedisDown:
     async def first_use(self, key: str, expires_at: int) -> bool:
-        if self.down:
-            raise DependencyUnavailable("redis: TimeoutError")
-        first = key not in self.seen
-        self.seen.add(key)
-        return first
+        raise DependencyUnavailable("redis: TimeoutError")
 
 
-def services(replay: Replay) -> SimpleNamespace:
+def replay() -> MemoryReplayCache:
+    return MemoryReplayCache(clock=lambda: NOW)
+
+
+def services(replay: MemoryReplayCache | RedisDown) -> SimpleNamespace:
     return SimpleNamespace(token_endpoint=ENDPOINT, clock=lambda: NOW, replay=replay,
                            settings=SimpleNamespace(dpop_proof_window_seconds=60))
 
@@ -48,21 +45,21 @@ def key() -> DPoPKey:
 
 
 async def test_a_proof_for_the_published_uri_is_spent_once() -> None:
-    replay, signer = Replay(), key()
+    seen, signer = replay(), key()
     proof = signer.proof("POST", ENDPOINT)
-    assert await proven_key(request(proof), services(replay)) == signer.thumbprint
+    assert await proven_key(request(proof), services(seen)) == signer.thumbprint
     with pytest.raises(InvalidDPoPProof, match="used before"):
-        await proven_key(request(proof), services(replay))
+        await proven_key(request(proof), services(seen))
 
 
 async def test_no_proof_is_none_and_two_are_refused() -> None:
-    assert await proven_key(request(), services(Replay())) is None
+    assert await proven_key(request(), services(replay())) is None
     signer = key()
     with pytest.raises(InvalidDPoPProof, match="exactly one"):
         await proven_key(request(signer.proof("POST", ENDPOINT), signer.proof("POST", ENDPOINT)),
-                         services(Replay()))
+                         services(replay()))
 
 
 async def test_redis_down_is_503_not_a_token() -> None:
     with pytest.raises(TemporarilyUnavailable):
-        await proven_key(request(key().proof("POST", ENDPOINT)), services(Replay(down=True)))
+        await proven_key(request(key().proof("POST", ENDPOINT)), services(RedisDown()))
