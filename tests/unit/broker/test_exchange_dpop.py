@@ -22,9 +22,11 @@ from tests.unit.broker.test_exchange import world as world
 
 KEY, THIEF = "jkt-of-the-agents-key", "jkt-of-a-thiefs-key"
 
+
 def claims_of(world, token: str) -> dict:
     ring = world[5]
     return dict(tokens.verify(token, ring, issuer=ISSUER, now=T0, leeway=0).claims)
+
 
 async def test_a_proof_binds_the_token_even_for_an_agent_not_required_to(world) -> None:
     grant, cfg, *_ = world
@@ -32,11 +34,13 @@ async def test_a_proof_binds_the_token_even_for_an_agent_not_required_to(world) 
     assert claims_of(world, result.access_token)["cnf"] == {"jkt": KEY}
     assert result.to_body()["token_type"] == "DPoP"
 
+
 async def test_without_a_proof_the_token_is_an_unbound_bearer_token(world) -> None:
     grant, cfg, *_ = world
     result = await grant.exchange(cfg.agent("agent"), request())
     assert "cnf" not in claims_of(world, result.access_token)
     assert result.to_body()["token_type"] == "Bearer"
+
 
 async def test_a_dpop_bound_agent_must_send_a_proof(world) -> None:
     store, ring = world[2], world[5]
@@ -51,7 +55,10 @@ async def test_a_dpop_bound_agent_must_send_a_proof(world) -> None:
     bound = await grant.exchange(cfg.agent("agent"), replace(request(), dpop_jkt=KEY))
     assert claims_of(world, bound.access_token)["cnf"] == {"jkt": KEY}
 
+
 @pytest.mark.parametrize("proven", [None, THIEF], ids=["no-proof", "another-key"])
+
+
 async def test_a_bound_parent_is_redelegated_only_with_a_proof_by_its_key(
         world, proven) -> None:
     """A stolen bound token plus a sub-agent's credentials gets nothing: no fresh token,
@@ -64,6 +71,7 @@ async def test_a_bound_parent_is_redelegated_only_with_a_proof_by_its_key(
                              replace(request(parent.access_token), dpop_jkt=proven))
     assert len(store.sessions) == sessions
 
+
 async def test_a_bound_parent_redelegated_with_its_key_gives_a_token_bound_to_it(
         world) -> None:
     grant, cfg, *_ = world
@@ -71,6 +79,7 @@ async def test_a_bound_parent_redelegated_with_its_key_gives_a_token_bound_to_it
     child = await grant.exchange(cfg.agent("helper"),
                                  replace(request(parent.access_token), dpop_jkt=KEY))
     assert claims_of(world, child.access_token)["cnf"] == {"jkt": KEY}
+
 
 async def test_an_unbound_parent_may_be_redelegated_into_a_bound_child(world) -> None:
     grant, cfg, *_ = world
