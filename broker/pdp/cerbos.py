@@ -20,7 +20,7 @@ from cerbos.effect.v1 import effect_pb2
 from cerbos.engine.v1 import engine_pb2
 from cerbos.request.v1 import request_pb2
 from cerbos.sdk.grpc.client import AsyncCerbosClient
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from broker.errors import DependencyUnavailable
 from broker.ports import DelegationQuestion
@@ -56,29 +56,13 @@ class AdminCheck:
 
 
 def to_value(data: Any) -> struct_pb2.Value:
-    """JSON data as a protobuf `Value`, as `json_format.ParseDict` makes it, without its
-    generic descriptor walk (which was most of building a CheckResources request: ~40 µs an
-    exchange). Anything else raises ParseError, as ParseDict does."""
-    kind = type(data)
-    if kind is str:
-        return struct_pb2.Value(string_value=data)
-    if kind is bool:
-        return struct_pb2.Value(bool_value=data)
-    if kind is int or kind is float:
-        return struct_pb2.Value(number_value=data)
-    if data is None:
-        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
-    if kind is list or kind is tuple:
-        return struct_pb2.Value(list_value=struct_pb2.ListValue(
-            values=[to_value(item) for item in data]))
-    if isinstance(data, Mapping):
-        fields = {}
-        for key, value in data.items():
-            if type(key) is not str:
-                raise json_format.ParseError("a Struct key must be a string")
-            fields[key] = to_value(value)
-        return struct_pb2.Value(struct_value=struct_pb2.Struct(fields=fields))
-    return json_format.ParseDict(data, struct_pb2.Value())  # its own verdict on the rest
+    """JSON data as a protobuf `Value`, set by `Struct`'s own item setter: the Value
+    `json_format.ParseDict` makes, without its generic descriptor walk (which was most of
+    building a CheckResources request: ~40 µs an exchange). What JSON cannot hold raises
+    TypeError or ValueError."""
+    holder = struct_pb2.Struct()
+    holder["v"] = data
+    return holder.fields["v"]
 
 
 def build_principal(subject: str, roles: Sequence[str],
@@ -115,7 +99,7 @@ def _to_values(attr: Mapping[str, Any]) -> dict[str, struct_pb2.Value]:
     for key, value in attr.items():
         try:
             out[key] = to_value(value)
-        except (json_format.ParseError, TypeError, ValueError):
+        except (TypeError, ValueError):
             continue
     return out
 

@@ -1,6 +1,7 @@
-"""`broker.pdp.cerbos.to_value` builds protobuf Values by hand (ParseDict's generic walk was
-most of building a CheckResources request); it must build exactly what ParseDict builds, for
-any JSON a token's claims can hold, and refuse what ParseDict refuses."""
+"""`broker.pdp.cerbos.to_value` builds protobuf Values through `Struct`'s setter, not
+ParseDict (whose generic walk was most of building a CheckResources request); it must build
+exactly what ParseDict builds, for any JSON a token's claims can hold, and refuse what
+ParseDict refuses."""
 
 from __future__ import annotations
 
