@@ -28,10 +28,11 @@ from bench.mcp import pid_of, probe_client, rss_bytes, wait_status
 from bench.measure import Measure
 from bench.results import Figure, Goal
 from bench.revocations import forget, load_hash
-from bench.stack import Stack, stop_all
+from bench.stack import Stack
 from bench.stats import ms, percentile
 from bench.tokens import Minted, broker_client, mint, user_id_token
 from tests.integration.mcp_processes import McpServerProcess
+from tests.support.services import stop_all
 
 SMALL_PREFIX, LARGE_PREFIX = "bench-few:", "bench-many:"
 

@@ -32,9 +32,9 @@ from tests.support.services import (
     OidcProviderService,
     RedisService,
     free_port,
+    start_all,
+    stop_all,
 )
-from tests.support.services import start_all as start_all
-from tests.support.services import stop_all as stop_all
 
 BENCH_POLICIES = Path(__file__).resolve().parent / "policies"
 BROKER_PREFIX = "bench:"
