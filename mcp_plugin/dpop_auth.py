@@ -167,7 +167,7 @@ class BrokerAuthentication:
             if self.dpop_required:
                 return Refusal("Bearer", "invalid_token", "The access token is invalid.")
             return None  # FastMCP's own 401, unchanged for Bearer-only clients
-        if bound_key(verified) is not None:
+        if "cnf" in (verified.claims or {}):  # as verify_token: any binding, not only jkt
             logger.info("DPoP-bound token presented as Bearer (client %s)", verified.client_id)
             return Refusal("Bearer", "invalid_token",
                            "This token is bound to a key: use the DPoP scheme with a proof.")

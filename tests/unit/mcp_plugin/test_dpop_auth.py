@@ -92,6 +92,13 @@ def test_a_bound_token_sent_as_bearer_is_refused(serve: Callable[..., Served]) -
         f'DPoP algs="EdDSA ES256", resource_metadata="{_metadata(url)}"')
 
 
+def test_a_token_with_any_binding_is_not_a_bearer_token(serve: Callable[..., Served]) -> None:
+    """A `cnf` this server cannot check (no `jkt`) is refused as Bearer too: fail closed."""
+    url, broker = serve()
+    token = broker.tokens.mint(claims={"cnf": {"x5t#S256": "bWFkZS11cA"}})
+    assert post(url, f"Bearer {token}").status_code == 401
+
+
 def test_unbound_tokens_keep_working_as_bearer_only(serve: Callable[..., Served]) -> None:
     url, broker = serve()
     token = broker.tokens.mint()
