@@ -67,10 +67,11 @@ class MemoryProofReplayCache:
 
     async def first_use(self, key: str, expires_at: float) -> bool:
         now = self._clock()
-        for old in list(self._seen):  # drop the expired head; stop at the first live one
-            if self._seen[old] > now:
+        while self._seen:  # drop the expired head; stop at the first live one
+            oldest = next(iter(self._seen))  # not list(self._seen): a copy per request
+            if self._seen[oldest] > now:
                 break
-            del self._seen[old]
+            del self._seen[oldest]
         if key in self._seen or len(self._seen) >= self._max:
             return False
         self._seen[key] = expires_at
