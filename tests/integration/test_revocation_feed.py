@@ -92,8 +92,10 @@ async def test_malformed_stored_entries_are_skipped_one_by_one(
     feeds: FeedFactory, redis_url: str, writer: redis.Redis, prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A page is parsed as one JSON array; entries that break that (including two bad values
-    that would combine into valid JSON) cost only themselves, never their page's neighbours."""
+    """A page is parsed as one JSON array; a page that does not parse that way is parsed entry
+    by entry, so malformed entries cost only themselves, never their page's neighbours. (Two
+    bad values that combine into valid JSON are caught here only because "not json" breaks
+    the page: with entries balancing out in count they would shift; see `_load_page`.)"""
     now = int(time.time())
     good = json.dumps({"c": now + 600, "f": now + 600, "r": "r"})
     writer.hset(f"{prefix}revoked", mapping={
