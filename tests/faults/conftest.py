@@ -21,7 +21,7 @@ import jwt
 import pytest
 import redis
 
-from bench.traffic import Traffic
+from bench.traffic import Event, Traffic
 from broker.stores.redis import RedisKeys
 from tests.integration.conftest import CRM, SECRETS, basic, exchange_form
 from tests.integration.mcp_processes import Fleet
@@ -116,6 +116,37 @@ async def recovered(traffic: Traffic, since: float, within: float = RECOVERY_SEC
         return await traffic.serving(since, within)
     except TimeoutError as exc:
         pytest.fail(f"no recovery: {exc}")
+
+
+@dataclass(frozen=True)
+class Outage:
+    """When, by the monotonic clock, a process was killed and started again under traffic."""
+
+    killing: float  # just before the kill: every request that ended earlier saw a whole fleet
+    killed: float
+    restarting: float
+    back: float  # every broker minted and every MCP server served again
+
+    def during(self, traffic: Traffic) -> list[Event]:
+        """The requests started while the process was dead."""
+        return [e for e in traffic.events if self.killed <= e.started < self.restarting]
+
+
+async def outage(traffic: Traffic, process: ManagedProcess, *, lead_in: float,
+                 down_for: float) -> Outage:
+    """Under running `traffic`: `lead_in` s of it, SIGKILL `process`, `down_for` s without it,
+    start it again (same ports, same files), wait until the fleet serves again, and 0.5 s
+    more so that what follows recovery is observed too."""
+    await asyncio.sleep(lead_in)
+    killing = time.monotonic()
+    await asyncio.to_thread(process.kill)
+    killed = time.monotonic()
+    await asyncio.sleep(down_for)
+    restarting = time.monotonic()
+    await asyncio.to_thread(process.start)
+    back = await recovered(traffic, restarting)
+    await asyncio.sleep(0.5)
+    return Outage(killing, killed, restarting, back)
 
 
 @pytest.fixture(scope="package")

@@ -11,13 +11,10 @@ The MCP servers may reuse a decision Cerbos gave shortly before it died
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from bench.traffic import CALL, DENIED, EXCHANGE, LIST, OK, UNAVAILABLE
-from tests.faults.conftest import FaultStack, recovered
+from tests.faults.conftest import FaultStack, outage
 
 CACHED_DECISIONS_S = 1.5  # the decision cache's 1 s, plus scheduling on two busy cores
 
@@ -28,22 +25,15 @@ async def test_cerbos_killed_mid_load(stack: FaultStack) -> None:
     pids = [p.pid for p in stack.fleet.processes]
     traffic = stack.traffic()
     async with traffic.running():
-        await asyncio.sleep(1.0)
-        killing = time.monotonic()
-        await asyncio.to_thread(stack.cerbos.kill)
-        killed = time.monotonic()
-        await asyncio.sleep(CACHED_DECISIONS_S + 1.5)
-        restarting = time.monotonic()
-        await asyncio.to_thread(stack.cerbos.start)  # same ports
-        back = await recovered(traffic, restarting)
-        await asyncio.sleep(0.5)
+        times = await outage(traffic, stack.cerbos, lead_in=1.0,
+                             down_for=CACHED_DECISIONS_S + 1.5)
 
     assert traffic.unexpected() == [], traffic.unexpected()[:5]
-    assert {e.outcome for e in traffic.events if e.ended < killing} == {OK}
-    outage = [e for e in traffic.events if killed <= e.started < restarting]
-    assert {e.outcome for e in outage if e.kind == EXCHANGE} == {UNAVAILABLE}
-    uncached = [e for e in outage if e.started >= killed + CACHED_DECISIONS_S]
+    assert {e.outcome for e in traffic.events if e.ended < times.killing} == {OK}
+    during = times.during(traffic)
+    assert {e.outcome for e in during if e.kind == EXCHANGE} == {UNAVAILABLE}
+    uncached = [e for e in during if e.started >= times.killed + CACHED_DECISIONS_S]
     by_kind = {kind: {e.outcome for e in uncached if e.kind == kind} for kind in (CALL, LIST)}
     assert by_kind == {CALL: {DENIED}, LIST: {DENIED}}, by_kind
     assert [p.pid for p in stack.fleet.processes] == pids
-    assert {e.outcome for e in traffic.events if e.started >= back} == {OK}
+    assert {e.outcome for e in traffic.events if e.started >= times.back} == {OK}

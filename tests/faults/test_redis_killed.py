@@ -9,16 +9,13 @@ process restarted, and a revocation made before the kill still refuses its token
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 import redis
 
 from bench.traffic import CALL, EXCHANGE, LIST, OK, REFUSED, UNAVAILABLE
 from broker.sessions import SessionRecord
 from broker.stores.redis import RedisKeys
-from tests.faults.conftest import STALENESS_SECONDS, FaultStack, recovered
+from tests.faults.conftest import STALENESS_SECONDS, FaultStack, outage
 
 SERVING_WITHIN_S = STALENESS_SECONDS / 2  # the last ping can be a ping interval before the kill
 REFUSING_AFTER_S = STALENESS_SECONDS + 0.5  # the bound, plus scheduling on two busy cores
@@ -35,30 +32,22 @@ async def test_redis_killed_mid_load(stack: FaultStack) -> None:
 
     traffic = stack.traffic()
     async with traffic.running():
-        await asyncio.sleep(1.5)
-        killing = time.monotonic()
-        await asyncio.to_thread(stack.redis.kill)
-        killed = time.monotonic()
-        await asyncio.sleep(REFUSING_AFTER_S + 1.0)
-        restarting = time.monotonic()
-        await asyncio.to_thread(stack.redis.start)  # same port, same AOF
-        back = await recovered(traffic, restarting)
-        await asyncio.sleep(0.5)
+        times = await outage(traffic, stack.redis, lead_in=1.5, down_for=REFUSING_AFTER_S + 1.0)
 
     assert traffic.unexpected() == [], traffic.unexpected()[:5]
-    assert {e.outcome for e in traffic.events if e.ended < killing} == {OK}
-    outage = [e for e in traffic.events if killed <= e.started < restarting]
+    assert {e.outcome for e in traffic.events if e.ended < times.killing} == {OK}
+    during = times.during(traffic)
     # the broker fails closed: 503 temporarily_unavailable, no-store, no token (Traffic checks)
-    assert {e.outcome for e in outage if e.kind == EXCHANGE} == {UNAVAILABLE}
+    assert {e.outcome for e in during if e.kind == EXCHANGE} == {UNAVAILABLE}
     # the plugin serves within its staleness bound, then refuses every token
-    mcp = [e for e in outage if e.kind != EXCHANGE]
-    early = [e for e in mcp if e.ended < killed + SERVING_WITHIN_S]
-    late = [e for e in mcp if e.started >= killed + REFUSING_AFTER_S]
+    mcp = [e for e in during if e.kind != EXCHANGE]
+    early = [e for e in mcp if e.ended < times.killed + SERVING_WITHIN_S]
+    late = [e for e in mcp if e.started >= times.killed + REFUSING_AFTER_S]
     assert early and {e.outcome for e in early} == {OK}
     assert late and {e.outcome for e in late} == {REFUSED}
     # recovered without restarting anything but Redis, and stays so
     assert [p.pid for p in stack.fleet.processes] == pids
-    assert traffic.tally(since=back).keys() <= {(k, OK) for k in (EXCHANGE, CALL, LIST)}
+    assert traffic.tally(since=times.back).keys() <= {(k, OK) for k in (EXCHANGE, CALL, LIST)}
 
     # nothing half-written: every new session is whole, each one a 200 named among them; any
     # other is an exchange whose script Redis ran and made durable (fsync always) but whose
@@ -66,7 +55,7 @@ async def test_redis_killed_mid_load(stack: FaultStack) -> None:
     minted = {e.sid for e in traffic.events if e.kind == EXCHANGE and e.outcome == OK}
     new = stack.session_ids() - before
     in_flight = [e for e in traffic.events if e.kind == EXCHANGE and e.outcome == UNAVAILABLE
-                 and e.started < killed]
+                 and e.started < times.killed]
     assert minted <= new
     assert len(new - minted) <= len(in_flight), (new - minted, len(in_flight))
     keys = RedisKeys(stack.prefix)
