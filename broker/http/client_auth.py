@@ -63,7 +63,7 @@ def presented_credentials(headers: Mapping[str, str], form: Mapping[str, str]) -
     found: list[Presented] = []
     header = headers.get("authorization")
     if header is not None and header[:6].lower() == "basic ":
-        found.append(_parse_basic(header[6:].strip()))
+        found.append(parse_basic(header[6:].strip()))
     if "client_secret" in form:
         found.append(Presented("client_secret_post", form.get("client_id", ""),
                                secret=form["client_secret"]))
@@ -83,7 +83,8 @@ def presented_credentials(headers: Mapping[str, str], form: Mapping[str, str]) -
     return presented
 
 
-def _parse_basic(encoded: str) -> Presented:
+def parse_basic(encoded: str) -> Presented:
+    """HTTP Basic credentials (after `Basic `); InvalidClient if malformed."""
     try:
         decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):

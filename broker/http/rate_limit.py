@@ -38,8 +38,6 @@ exceed the limit by the number of requests in flight.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import ipaddress
@@ -47,7 +45,6 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
@@ -55,7 +52,7 @@ from starlette.requests import Request
 
 from broker.config import RateLimitSettings
 from broker.errors import DependencyUnavailable, InvalidClient, OAuthError
-from broker.http.client_auth import JWT_BEARER, ClientAuthenticator
+from broker.http.client_auth import JWT_BEARER, ClientAuthenticator, parse_basic
 from broker.jws import TokenRejected, read_unverified
 from broker.ports import Clock
 from broker.stores.redis import RedisEdge, RedisKeys
@@ -137,10 +134,9 @@ def presented_client_id(headers: Mapping[str, str], form: Mapping[str, str]) -> 
     header = headers.get("authorization", "")
     if header[:6].lower() == "basic ":
         try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            return parse_basic(header[6:].strip()).client_id
+        except InvalidClient:
             return ""
-        return unquote_plus(decoded.partition(":")[0])
     assertion = form.get("client_assertion")
     if assertion and form.get("client_assertion_type") == JWT_BEARER:
         try:
