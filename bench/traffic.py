@@ -34,6 +34,7 @@ import jwt
 
 from bench.load import Connection, build_request
 from bench.mcp_client import McpError, modern_request, sse_message
+from broker.exchange import GRANT_TYPE, ID_TOKEN_TYPE
 
 OK = "ok"
 UNAVAILABLE = "unavailable"
@@ -48,8 +49,6 @@ ERROR = "error"
 """Anything else (a 500, a 503 of another kind, a token with a 503...): never expected."""
 
 EXCHANGE, CALL, LIST = "exchange", "call", "list"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +152,8 @@ class Traffic:
     async def _agent(self, n: int, id_token: str, stop: asyncio.Event) -> None:
         brokers = [Connection(b.host, b.port) for b in self.brokers]
         servers = [Connection(s.host, s.port) for s in self.servers]
-        form = urlencode({"grant_type": TOKEN_EXCHANGE, "subject_token": id_token,
-                          "subject_token_type": ID_TOKEN, "resource": self._resource,
+        form = urlencode({"grant_type": GRANT_TYPE, "subject_token": id_token,
+                          "subject_token_type": ID_TOKEN_TYPE, "resource": self._resource,
                           "scope": self._scope}).encode()
         exchanges = [build_request("POST", b.host, b.port, "/oauth2/token",
                                    headers=self._exchange_headers, body=form)
