@@ -32,6 +32,7 @@ import redis
 
 from broker.config import AuditSettings
 from broker.sessions import SessionRecord
+from broker.stores.redis import RedisKeys
 from tests.integration.conftest import CRM
 
 AGENT = "research-agent"
@@ -63,6 +64,7 @@ def load_sessions(redis_url: str, prefix: str, count: int, *, issuer: str,
     now = int(time.time())
     names = [*subjects, *(f"user-{n:05d}" for n in range(max(0, users - len(subjects))))]
     rng = random.Random(6)  # noqa: S311 - spreading test data, not security
+    keys = RedisKeys(prefix)
     client = redis.Redis.from_url(redis_url)
     try:
         pipe = client.pipeline(transaction=False)
@@ -74,22 +76,22 @@ def load_sessions(redis_url: str, prefix: str, count: int, *, issuer: str,
                 sub, exp = rng.choice(names), now + rng.randint(600, 3600)
                 record = (template.replace(_SID, sid).replace(_JTI, jti).replace(_SUB, sub)
                           .replace(str(_EXP), str(exp)))
-                pipe.set(f"{prefix}session:{sid}", record, ex=exp - now)
-                pipe.set(f"{prefix}jti:{jti}", sid, ex=exp - now)
+                pipe.set(keys.session(sid), record, ex=exp - now)
+                pipe.set(keys.jti(jti), sid, ex=exp - now)
                 every[sid] = exp
                 by_user.setdefault(sub, {})[sid] = exp
-            pipe.zadd(f"{prefix}sessions:all", every)
-            pipe.zadd(f"{prefix}sessions:agent:{AGENT}", every)
+            pipe.zadd(keys.all_sessions(), every)
+            pipe.zadd(keys.by_agent(AGENT), every)
             for sub, sids in by_user.items():
-                pipe.zadd(f"{prefix}sessions:user:{sub}", sids)
+                pipe.zadd(keys.by_user(sub), sids)
             pipe.execute()
-        _fill_audit(pipe, prefix, template, audit, audit_cap)
+        _fill_audit(pipe, keys, template, audit, audit_cap)
         pipe.execute()
-        stored = client.zcard(f"{prefix}sessions:all")
+        stored = client.zcard(keys.all_sessions())
     finally:
         client.close()
     if stored != count:
-        raise RuntimeError(f"{prefix}sessions:all holds {stored} entries, not {count}")
+        raise RuntimeError(f"{keys.all_sessions()} holds {stored} entries, not {count}")
 
 
 def add_backlog(redis_url: str, prefix: str, count: int) -> None:
@@ -97,25 +99,26 @@ def add_backlog(redis_url: str, prefix: str, count: int) -> None:
     agent indexes (the ones every exchange trims), their records already gone."""
     now = int(time.time())
     rng = random.Random(count)  # noqa: S311 - spreading test data, not security
+    keys = RedisKeys(prefix)
     client = redis.Redis.from_url(redis_url)
     try:
         pipe = client.pipeline(transaction=False)
         for start in range(0, count, CHUNK):
             stale = {secrets.token_urlsafe(16): now - rng.randint(1, 3600)
                      for _ in range(min(CHUNK, count - start))}
-            pipe.zadd(f"{prefix}sessions:all", stale)
-            pipe.zadd(f"{prefix}sessions:agent:{AGENT}", stale)
+            pipe.zadd(keys.all_sessions(), stale)
+            pipe.zadd(keys.by_agent(AGENT), stale)
             pipe.execute()
     finally:
         client.close()
 
 
-def _fill_audit(pipe: redis.client.Pipeline, prefix: str, template: str,
+def _fill_audit(pipe: redis.client.Pipeline, keys: RedisKeys, template: str,
                 audit: AuditSettings, cap: int | None) -> None:
     """The audit streams at their caps, as after a million exchanges."""
     event = json.dumps({"event": "exchange", "session": json.loads(template)})
-    for key, limit in ((f"{prefix}audit", audit.max_len),
-                       (f"{prefix}audit:agent:{AGENT}", audit.per_subject_max_len)):
+    for key, limit in ((keys.audit, audit.max_len),
+                       (keys.audit_by_agent(AGENT), audit.per_subject_max_len)):
         for n in range(min(limit, cap or limit)):
             pipe.xadd(key, {"r": event})
             if n % CHUNK == CHUNK - 1:
