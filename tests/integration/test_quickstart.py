@@ -33,7 +33,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sysconfig
 import time
@@ -46,6 +45,7 @@ import pytest
 from broker.dev import DevPorts
 from broker.dev.preflight import check_port_free
 from tests.integration.test_demo import STEPS
+from tests.integration.test_dev_stack import _open_ports
 from tests.support.services import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -152,12 +152,6 @@ def _descendants(root: int) -> list[Proc]:
 def _alive(proc: Proc) -> bool:
     now = _proc(proc.pid)
     return now is not None and now.started == proc.started
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class MakeRun:
@@ -267,7 +261,7 @@ def test_the_quick_start_works_on_a_fresh_clone(tmp_path: Path) -> None:
         assert "Traceback" not in stopped, run.tail()
         left = [p.cmdline for p in run.seen.values() if _alive(p)]
         assert left == [], f"still running after Ctrl-C: {left}"
-        assert [port for port in astuple(ports) if _listening(port)] == []
+        assert _open_ports(ports) == []
         shutil.rmtree(clone, ignore_errors=True)  # its .tools and .venv are big; kept on failure
     finally:
         run.kill()
