@@ -18,6 +18,7 @@ kept. `broker` may not be imported here, so the field names are spelled out agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 import logging
@@ -52,6 +53,24 @@ class ProtocolError(ValueError):
 
 class _Silent(Exception):
     """Nothing heard from Redis within the staleness bound: the connection is not trusted."""
+
+
+RECANCEL_SECONDS = 0.05
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has ended, cancelling again while it runs on.
+
+    One cancel is not enough on Python 3.11: redis-py sends each command through
+    `asyncio.wait_for`, which there returns the write's result and drops a cancel that lands
+    as the write completes (fixed in 3.12), so the task carries on following Redis.
+    If our own caller is cancelled meanwhile, the task has been cancelled at least once and
+    the caller's cancellation propagates."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task  # done: raises whatever else ended it
 
 
 def token_fields(token: TokenFacts) -> list[str]:
@@ -160,13 +179,7 @@ class RedisRevocationFeed:
         """Stop following and close the connections (idempotent); the view then fails closed."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # our own caller is being cancelled, not just the feed's task
+            await _stop(task)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -215,7 +228,7 @@ class RedisRevocationFeed:
                         extra={"event": "revocation_feed_synced", "entries": len(self._entries)})
             await self._listen(pubsub)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def _ping(self, pubsub: PubSub) -> None:
         self._pings.append(time.monotonic())

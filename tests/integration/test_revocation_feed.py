@@ -6,6 +6,7 @@ tests that kill Redis get a private one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -288,6 +289,29 @@ async def test_pings_keep_an_idle_feed_fresh(
     for _ in range(10):
         await asyncio.sleep(0.1)
         assert feed.is_fresh
+
+
+async def test_aclose_stops_a_feed_that_swallows_a_cancel(
+    feeds: FeedFactory, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Python 3.11 redis-py's commands go through asyncio.wait_for, which drops a cancel
+    that lands as the write completes; the feed then followed Redis on and aclose hung."""
+    pinging = asyncio.Event()
+    ping = RedisRevocationFeed._ping
+
+    async def swallowing_ping(self: RedisRevocationFeed, pubsub: Any) -> None:
+        pinging.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+        await ping(self, pubsub)
+
+    monkeypatch.setattr(RedisRevocationFeed, "_ping", swallowing_ping)
+    feed = feeds(redis_url, prefix, staleness_seconds=0.5)  # pings every 0.125 s
+    await feed.start()
+    pinging.clear()
+    await asyncio.wait_for(pinging.wait(), 5)
+    await asyncio.wait_for(feed.aclose(), 5)
+    assert "mcp_plugin.revocation_feed" not in [t.get_name() for t in asyncio.all_tasks()]
 
 
 async def test_aclose_leaves_nothing_behind(
