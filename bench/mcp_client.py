@@ -5,8 +5,8 @@ the modern, stateless protocol revision (2026-07-28), where every request carrie
 envelope (`_meta`: protocol version, client info and capabilities) and the `Mcp-Method` /
 `Mcp-Name` headers, and no session is opened. `legacy=True` speaks 2025-06-18 instead
 (`initialize`, then an `Mcp-Session-Id` on every request). The two differ on the server:
-on the modern one, the SDK lists the caller's tools inside every tools/call with arguments
-(mcp_plugin/schema_lookup.py).
+on the modern one, the SDK checks a tools/call's `Mcp-Param-*` headers against the tool's
+input schema before dispatch (mcp_plugin/param_headers.py).
 
 Why not FastMCP's `Client`: on two cores its own CPU per call (pydantic models, httpx, the
 SSE parser, anyio streams) is a large share of a tool call's round trip, and it runs on the

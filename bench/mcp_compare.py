@@ -210,7 +210,7 @@ def run_call(stack: Stack, smoke: bool) -> tuple[dict[str, object], list[Figure]
                note="repeated calls within the decision cache's second"),
         Figure("PDP round trips per call, mcp_plugin uncached",
                samples["plugin-uncached"].pdp_calls, TRIPS, Goal(1.0),
-               note="on the modern transport, whose schema lookup lists tools in every call"),
+               note="the call's own question; a listing is never asked inside a call"),
         Figure("PDP round trips per call, cerbos-fastmcp",
                samples["cerbos-fastmcp"].pdp_calls, TRIPS),
     ]

@@ -13,9 +13,9 @@ allowed with them, the error is FastMCP's `InsufficientScopeError` naming those 
 
 No verified agent token, unreadable claims, or no answer from Cerbos: deny, always.
 
-On the modern streamable HTTP transport, the listing the mcp SDK makes inside a `tools/call`
-(to find the tool's input schema) is answered with one CheckResources for both that listing
-and the call: see mcp_plugin/schema_lookup.py.
+On the modern streamable HTTP transport, the `Mcp-Param-*` header check the mcp SDK makes
+before a `tools/call` sees a tool's schema only when the caller may list the tool: see
+mcp_plugin/param_headers.py.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ from mcp_plugin.principal import (
     build_uri_resource,
     scopes_from_tags,
 )
-from mcp_plugin.schema_lookup import ToolCallRequest, current_tool_call, take_prefetched
 
 C = TypeVar("C")
 NO_TOKEN = "no verified agent token"
@@ -220,27 +219,7 @@ class CerbosAuthorization(Middleware):
         call_next: CallNext[mt.ListToolsRequest, Sequence[Tool]],
     ) -> Sequence[Tool]:
         tools = await call_next(context)
-        call = current_tool_call()
-        if call is not None:  # the transport's schema lookup inside a call
-            return await self._schema_lookup(call, [t for t in tools if t.name == call.name])
         return await self._filter(tools, lambda t: self.tool_item(t, TOOLS_LIST))
-
-    async def _schema_lookup(self, call: ToolCallRequest, tools: list[Tool]) -> list[Tool]:
-        """Listing the called tool and calling it, asked in one CheckResources; the call's
-        decision is kept for `on_call_tool` (mcp_plugin/schema_lookup.py)."""
-        token = get_access_token()
-        principal = principal_of(token)
-        arguments = call.arguments()
-        if token is None or principal is None or len(tools) != 1 or arguments is None:
-            return await self._filter(tools, lambda t: self.tool_item(t, TOOLS_LIST))
-        tool = tools[0]
-        listed, called = await self.decisions.check(principal, [
-            self.tool_item(tool, TOOLS_LIST), self.tool_item(tool, TOOLS_CALL, arguments)])
-        if not listed.allowed:  # when allowed, the call's own line says it all
-            log_decisions(principal, [listed])
-        if called.failure is None:  # no answer (PDP down, slow): the call asks again itself
-            call.keep(token.token, tool, called, principal)
-        return tools if listed.allowed else []
 
     async def on_list_resources(
         self,
@@ -276,23 +255,14 @@ class CerbosAuthorization(Middleware):
         name = context.message.name
         arguments = context.message.arguments or {}
         token = get_access_token()
-        prefetched = take_prefetched(token.token, name) if token is not None else None
-        if prefetched is not None:  # the schema lookup found the tool and asked already
-            tool, decision, principal = prefetched
-            item = self.tool_item(tool, TOOLS_CALL, arguments)
-            if decision.item == item:
-                log_decisions(principal, [decision])
-            else:
-                decision = (await self.decide(token, [item]))[0]
-        else:
-            server = _server(context)
-            found = await server.get_tool(name) if server is not None else None
-            if found is None:  # asked anyway, so that timing does not tell unknown from denied
-                await self.decide(token, [_unknown_item(self.resource_kind, TOOLS_CALL, name)])
-                raise NotFoundError(f"Unknown tool: {name!r}")
-            tool = found
-            item = self.tool_item(tool, TOOLS_CALL, arguments)
-            decision = (await self.decide(token, [item]))[0]
+        server = _server(context)
+        found = await server.get_tool(name) if server is not None else None
+        if found is None:  # asked anyway, so that timing does not tell unknown from denied
+            await self.decide(token, [_unknown_item(self.resource_kind, TOOLS_CALL, name)])
+            raise NotFoundError(f"Unknown tool: {name!r}")
+        tool = found
+        item = self.tool_item(tool, TOOLS_CALL, arguments)
+        decision = (await self.decide(token, [item]))[0]
         if decision.allowed:
             return await call_next(context)
         missing = await self.step_up_scopes(token, tool, item) if token is not None else []

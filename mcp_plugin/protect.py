@@ -3,8 +3,9 @@
 It wires `BrokerTokenVerifier` (every request carries a valid agent token, or gets 401 with
 `WWW-Authenticate: Bearer resource_metadata="..."`, FastMCP's RequireAuthMiddleware) and
 `CerbosAuthorization` (every list, call, read and get is decided by Cerbos), serves RFC 9728
-protected resource metadata naming the broker as the authorization server, and answers a
-tool call that a missing scope would unlock with a 403 step-up challenge.
+protected resource metadata naming the broker as the authorization server, answers a
+tool call that a missing scope would unlock with a 403 step-up challenge, and keeps the
+transport's `Mcp-Param-*` header check from revealing hidden tools (mcp_plugin/param_headers.py).
 
 With `redis_url`, revocations come from the broker through a `RedisRevocationFeed`, started
 and closed with the server's lifespan (a component-less FastMCP `Provider`, the public hook
@@ -40,6 +41,7 @@ from mcp_plugin.dpop_auth import (
     BrokerAuthentication,
     ProofReplayCache,
 )
+from mcp_plugin.param_headers import HeaderParameterTools, ToolVisibilityCheck, guard_input_schemas
 from mcp_plugin.pdp import (
     DEFAULT_MAX_RESOURCES_PER_REQUEST,
     DEFAULT_TIMEOUT_SECONDS,
@@ -85,11 +87,17 @@ class BrokerAuthProvider(RemoteAuthProvider):
         self.verifier = verifier
         self.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(verifier.resource)))
         self._step_up: tuple[CerbosAuthorization, FastMCP[Any]] | None = None
+        self._visibility: tuple[CerbosAuthorization, FastMCP[Any], HeaderParameterTools] | None = (
+            None)
         self.dpop_required, self.dpop_proof_window = dpop_required, dpop_proof_window
         self.dpop_replay = dpop_replay
 
     def enable_step_up(self, authorization: CerbosAuthorization, server: FastMCP[Any]) -> None:
         self._step_up = (authorization, server)
+
+    def guard_header_parameters(self, authorization: CerbosAuthorization, server: FastMCP[Any],
+                                tools: HeaderParameterTools) -> None:
+        self._visibility = (authorization, server, tools)
 
     def metadata(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -133,6 +141,10 @@ class BrokerAuthProvider(RemoteAuthProvider):
             ),
             ASGIMiddleware(AuthContextMiddleware),
         ]
+        if self._visibility is not None:
+            authorization, server, tools = self._visibility
+            middleware.append(ASGIMiddleware(ToolVisibilityCheck, authorization=authorization,
+                                             server=server, tools=tools))
         if self._step_up is not None:
             authorization, server = self._step_up
             middleware.append(
@@ -286,6 +298,9 @@ def protect(
     )
     if step_up_challenge:
         auth.enable_step_up(authorization, mcp)
+    header_tools = guard_input_schemas(mcp)
+    if header_tools is not None:
+        auth.guard_header_parameters(authorization, mcp, header_tools)
     mcp.auth = auth
     mcp.add_middleware(authorization)
     closers: list[Callable[[], Awaitable[None]]] = [verifier.keys.aclose]

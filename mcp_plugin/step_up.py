@@ -30,7 +30,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_plugin.dpop_auth import ALGS, bound_key
-from mcp_plugin.schema_lookup import named_tool_call
+from mcp_plugin.param_headers import named_tool_call
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP

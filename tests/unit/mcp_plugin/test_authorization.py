@@ -105,11 +105,9 @@ async def test_call_sends_arguments_tags_and_annotations(serve: Serve) -> None:
     assert attr["annotations"]["openWorldHint"] is True
 
 
-async def test_a_call_is_one_question_even_with_the_transports_schema_lookup(
-    serve: Serve, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The modern transport lists tools inside every call with arguments; that listing and
-    the call are asked together, once, and the call is not asked again."""
+async def test_a_call_is_one_question(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:
+    """The modern transport checks the call's Mcp-Param headers against the tool's schema
+    without listing tools (FastMCP's schema hook): the call is the one question asked."""
     url, broker, pdp = serve()
     token = broker.tokens.mint(scopes=["crm:read"])
     async with Client(url, auth=token) as client:
@@ -118,38 +116,12 @@ async def test_a_call_is_one_question_even_with_the_transports_schema_lookup(
         with caplog.at_level(logging.INFO, logger="mcp_plugin.decisions"):
             result = await client.call_tool("search_contacts", {"query": "ada"})
     assert "Ada Lovelace" in str(result.content)
-    with_call = [items for _, items in pdp.calls
-                 if any(i.action.startswith("tools/call::") for i in items)]
-    assert [[i.action for i in items] for items in with_call] == [
-        ["tools/list::search_contacts", "tools/call::search_contacts"]]
-    assert with_call[0][1].resource.attr["arguments"] == {"query": "ada"}
-    assert all(len(items) in (1, 2) for _, items in pdp.calls)  # never the whole catalogue
+    assert [[i.action for i in items] for _, items in pdp.calls] == [
+        ["tools/call::search_contacts"]]
+    assert pdp.calls[0][1][0].resource.attr["arguments"] == {"query": "ada"}
     lines = [json.loads(r.getMessage()) for r in caplog.records
              if r.name == "mcp_plugin.decisions"]
-    # the transport's hidden listing was allowed: the call's line is the one decision to log
     assert [line["action"] for line in lines] == ["tools/call::search_contacts"]
-
-
-async def test_a_call_without_an_answer_in_the_schema_lookup_asks_again(
-    serve: Serve, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A PDP failure during the schema lookup is not kept: the call asks Cerbos itself."""
-    url, broker, pdp = serve()
-    real = pdp.check
-
-    async def flaky(principal: Principal, items: Sequence[CheckItem]) -> list[Decision]:
-        decisions = await real(principal, items)
-        if len(items) == 2:  # the lookup's combined question: no answer for the call
-            decisions[1] = Decision(items[1], False, failure="PDP unavailable: test")
-        return decisions
-
-    monkeypatch.setattr(pdp, "check", flaky)
-    token = broker.tokens.mint(scopes=["crm:read"])
-    async with Client(url, auth=token) as client:
-        result = await client.call_tool("search_contacts", {"query": "ada"})
-    assert "Ada Lovelace" in str(result.content)
-    calls = [i for _, items in pdp.calls for i in items if i.action.startswith("tools/call::")]
-    assert len(calls) == 2  # in the lookup, then again by the call itself
 
 
 async def test_denied_call_looks_exactly_like_an_unknown_tool(serve: Serve) -> None:
@@ -165,8 +137,7 @@ async def test_denied_call_looks_exactly_like_an_unknown_tool(serve: Serve) -> N
     assert str(unknown.value) == "Unknown tool: 'no_such_tool'"
     asked = [i.action for _, items in pdp.calls for i in items]
     assert "tools/call::no_such_tool" in asked  # asked anyway: same timing as a denial
-    # the denial was decided once, in the transport's schema lookup, and that answer used
-    assert asked.count("tools/call::send_email") == 1
+    assert asked.count("tools/call::send_email") == 1  # decided once
 
 
 async def test_reads_and_prompts_refuse_like_unknown_ones(serve: Serve) -> None:
@@ -274,8 +245,7 @@ async def test_decision_log_has_one_json_line_per_check_without_values(
              if r.name == "mcp_plugin.decisions"]
     listed = [line for line in lines if line["action"].startswith("tools/list::")]
     calls = [line for line in lines if line["action"].startswith("tools/call::")]
-    # one line per tool per list (the client may list again); the transport's schema lookup
-    # inside the call was allowed, so its line is the call's (mcp_plugin/schema_lookup.py)
+    # one line per tool per list (the client may list again), one for the call
     assert len(listed) % 8 == 0
     assert len(calls) == 1
     call = calls[0]
