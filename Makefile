@@ -5,10 +5,13 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 # Prerequisites run in the order written (setup first), even under `make -j`.
 .NOTPARALLEL:
-.PHONY: setup lint policies test bench run demo clean k8s-policies
+.PHONY: setup lock lint policies test bench run demo clean k8s-policies
 
 setup:  ## install what is missing: .venv, redis-server, Cerbos
 	@bash scripts/setup.sh
+
+lock:  ## re-resolve the dependencies and rewrite constraints.txt (then run make test)
+	bash scripts/lock.sh
 
 lint:  ## ruff, mypy --strict, import contracts
 	$(VENV)/ruff check .

@@ -44,10 +44,11 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
+# constraints.txt pins every package to the versions the project is tested with (scripts/lock.sh)
 STAMP=.venv/.installed
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-  say "installing the project into .venv (pip install -e '.[dev]')"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ constraints.txt -nt "$STAMP" ]; then
+  say "installing the project into .venv (pip install -c constraints.txt -e '.[dev]')"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
   touch "$STAMP"
 else
   say "python: .venv is up to date ($(.venv/bin/python -V 2>&1))"

@@ -110,8 +110,9 @@ def test_final_images_have_no_build_tools(stages: dict[str, Stage], target: str)
 def test_broker_image_installs_the_wheel_without_dev_extras(stages: dict[str, Stage]) -> None:
     (install,) = stages["build"].all("RUN")
     assert "pip wheel" in install and "--no-deps" in install
-    assert "/opt/venv/bin/pip install --no-cache-dir --only-binary=:all: /dist/agent_broker-*.whl" \
-        in install
+    # with the dependency versions `make test` tested (constraints.txt)
+    assert ("/opt/venv/bin/pip install --no-cache-dir --only-binary=:all: -c constraints.txt "
+            "/dist/agent_broker-*.whl") in " ".join(install.split())
     assert "[dev]" not in install and "-e " not in install
 
 
@@ -131,9 +132,9 @@ def test_broker_entrypoint_config_and_healthcheck(stages: dict[str, Stage]) -> N
 
 
 def test_dockerfile_copies_only_what_the_wheel_needs(stages: dict[str, Stage]) -> None:
-    copied = {c.split()[0].rstrip("/") for c in stages["build"].all("COPY")}
-    copied |= {"pyproject.toml", "README.md"}
-    assert copied == {"pyproject.toml", "README.md", "broker", "mcp_plugin", "agent_broker_demo"}
+    copied = {source.rstrip("/") for c in stages["build"].all("COPY") for source in c.split()[:-1]}
+    assert copied == {"pyproject.toml", "README.md", "constraints.txt", "broker", "mcp_plugin",
+                      "agent_broker_demo"}
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
@@ -143,7 +144,7 @@ def test_dockerignore_keeps_local_state_out() -> None:
             "**/__pycache__", "tests"} <= patterns
     # ...but never what the build copies.
     assert not patterns & {"broker", "mcp_plugin", "agent_broker_demo", "pyproject.toml",
-                           "README.md"}
+                           "README.md", "constraints.txt"}
 
 
 def _hadolint() -> str:

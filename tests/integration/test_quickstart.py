@@ -17,8 +17,9 @@ Two deliberate differences from a newcomer's terminal:
   cache helps. That branch of setup.sh (create .venv, install into it) already runs on a fresh
   clone in every CI run, where `make test` sets up first. So by default the clone's `.venv` is
   made empty here, with one `.pth` line that lets it read the suite's installed dependencies;
-  setup.sh's own `pip install -e '.[dev]'` then still runs and checks every requirement of the
-  clone's pyproject.toml (anything missing is installed into the clone), and installs the
+  setup.sh's own `pip install -c constraints.txt -e '.[dev]'` then still runs and checks every
+  requirement of the clone's pyproject.toml and constraints.txt (anything missing or of another
+  version is installed into the clone), and installs the
   clone itself, so every process of the stack runs the clone's code. Cerbos comes from npm into
   the clone's .tools/ as for a newcomer (npm's cache makes that two seconds).
   AGENT_BROKER_TEST_FRESH_VENV=1 skips the seeding: setup.sh creates and fills the venv itself.
