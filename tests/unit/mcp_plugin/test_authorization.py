@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastmcp import Client
+from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from agent_broker_demo.crm_server import build_protected_server
@@ -275,3 +275,40 @@ def test_protect_refuses_a_server_that_already_has_auth() -> None:
                                  cerbos=ScriptedPDP(), redis_url=None)
     with pytest.raises(ValueError, match="already has an auth provider"):
         protect(mcp, broker="http://broker.test", resource="http://x/mcp", cerbos=ScriptedPDP())
+
+
+async def test_a_call_looks_the_tool_up_once_with_the_tool_remembered(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastMCP looks the tool up itself before running it; the plugin's own lookup (for the
+    tool's tags and annotations) is remembered as long as decisions are."""
+    lookups: list[str] = []
+    get_tool = FastMCP.get_tool
+
+    async def counting(self: FastMCP[Any], name: str, version: Any = None) -> Any:
+        lookups.append(name)
+        return await get_tool(self, name, version)
+
+    monkeypatch.setattr(FastMCP, "get_tool", counting)
+    url, broker, _ = serve(decision_cache_seconds=60)
+    async with Client(url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+        await client.call_tool("search_contacts", {"query": "ada"})
+        lookups.clear()
+        for query in ("a", "b", "c"):
+            await client.call_tool("search_contacts", {"query": query})
+    assert lookups == ["search_contacts"] * 3
+
+
+async def test_a_remembered_tool_removed_since_is_unknown() -> None:
+    endpoint = Endpoint()
+    broker = FakeBroker(audience=endpoint.url)
+    mcp = build_protected_server(broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
+                                 redis_url=None, http_client=broker.http_client(),
+                                 decision_cache_seconds=60)
+    with endpoint.serve(mcp.http_app(path=endpoint.path)):
+        async with Client(endpoint.url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            await client.call_tool("search_contacts", {"query": "ada"})
+            mcp.local_provider.remove_tool("search_contacts")
+            with pytest.raises(ToolError, match=r"^Unknown tool: 'search_contacts'$"):
+                await client.call_tool("search_contacts", {"query": "ada"})
+    endpoint.close()
