@@ -56,13 +56,47 @@ class SigningSettings(_Strict):
 
 class CerbosSettings(_Strict):
     address: str = "127.0.0.1:3593"
-    """The Cerbos PDP's gRPC address, `host:port`."""
+    """The Cerbos PDP, and which of its APIs to use: `host:port` is its gRPC API (port 3593
+    by default); `http://host:port` or `https://host:port` (no path) its REST API (HTTP port,
+    3592 by default), the form Cerbos's own SDKs use. The answers are the same; REST costs
+    the broker less CPU per exchange (a few keep-alive HTTP/1.1 connections instead of
+    grpc.aio; docs/operations.md#cerbos), so prefer it where the HTTP port is reachable."""
     timeout_ms: int = Field(default=500, ge=10, le=30_000)
     """Per request; past it the exchange answers 503 `temporarily_unavailable` (fails closed)."""
     tls: bool = False
-    """Speak TLS to Cerbos."""
+    """Speak TLS to Cerbos's gRPC API; for the REST API an `https://` address says it."""
     max_resources_per_request: int = Field(default=50, ge=1)
     """Cerbos's per-request resource limit: larger checks are sent in chunks of this size."""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if "://" not in v:
+            return v  # a gRPC target, as it always was
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("must be host:port (gRPC) or an http(s)://host:port URL (REST)")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if not parts.hostname or parts.username is not None or parts.password is not None:
+            raise ValueError("must be http(s)://host:port, without credentials")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or "#" in v or "?" in v:
+            raise ValueError("must be http(s)://host:port, without path, query or fragment")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _tls_for_grpc(self) -> CerbosSettings:
+        if self.tls and self.address.startswith("http://"):
+            raise ValueError("`tls` is for the gRPC API; use an https:// address for TLS to "
+                             "the REST API")
+        return self
+
+    @property
+    def rest(self) -> bool:
+        """The address names the REST API (an http(s) URL), not the gRPC one."""
+        return self.address.startswith(("http://", "https://"))
 
 
 class UpstreamIssuer(_Strict):

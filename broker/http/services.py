@@ -1,7 +1,7 @@
 """Builds the broker's collaborators from settings: the one place edges meet the core.
 
-Connections (Redis pool, Cerbos gRPC channel, httpx client) are created once per process
-and shared; key objects are parsed once, in `KeyringFile` and `JwksCache`.
+Connections (Redis pool, Cerbos gRPC channel or REST pool, httpx client) are created once per
+process and shared; key objects are parsed once, in `KeyringFile` and `JwksCache`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from broker.http.rate_limit import FailedAuthLimiter
 from broker.jwks import JwksCache
 from broker.keys import KeyringFile
 from broker.pdp.cerbos import CerbosPolicyPoint
+from broker.pdp.cerbos_http import CerbosHttpPolicyPoint
 from broker.ports import Clock
 from broker.secrets import SecretVerifier
 from broker.stores import redis as redis_stores
@@ -37,7 +38,7 @@ class BrokerServices:
     keyring: KeyringFile
     redis: aioredis.Redis
     http: httpx.AsyncClient
-    pdp: CerbosPolicyPoint
+    pdp: CerbosPolicyPoint | CerbosHttpPolicyPoint
     sessions: RedisSessionStore
     redis_health: redis_stores.RedisHealth
     grant: TokenExchangeGrant
@@ -61,6 +62,16 @@ class BrokerServices:
         await self.redis.aclose()
 
 
+def _policy_point(settings: BrokerSettings) -> CerbosPolicyPoint | CerbosHttpPolicyPoint:
+    """The address's form picks Cerbos's API: an http(s) URL is REST, host:port gRPC."""
+    cerbos = settings.cerbos
+    if cerbos.rest:
+        return CerbosHttpPolicyPoint(cerbos.address, timeout_ms=cerbos.timeout_ms,
+                                     max_resources_per_request=cerbos.max_resources_per_request)
+    return CerbosPolicyPoint(cerbos.address, timeout_ms=cerbos.timeout_ms, tls=cerbos.tls,
+                             max_resources_per_request=cerbos.max_resources_per_request)
+
+
 def build_services(settings: BrokerSettings, clock: Clock = time.time) -> BrokerServices:
     keyring = KeyringFile(
         settings.signing.keys_file, settings.signing.algorithm,
@@ -76,10 +87,7 @@ def build_services(settings: BrokerSettings, clock: Clock = time.time) -> Broker
     edge = (redis, keys, settings.redis_timeout_ms, clock)
     sessions = RedisSessionStore(*edge, audit_settings=settings.audit)
     revocations = RedisRevocationStore(*edge, audit_settings=settings.audit)
-    pdp = CerbosPolicyPoint(
-        settings.cerbos.address, timeout_ms=settings.cerbos.timeout_ms, tls=settings.cerbos.tls,
-        max_resources_per_request=settings.cerbos.max_resources_per_request,
-    )
+    pdp = _policy_point(settings)
     upstream = UpstreamValidator(settings.upstream_issuers, http, clock=clock,
                                  leeway_seconds=settings.clock_leeway_seconds)
     grant = TokenExchangeGrant(settings, keyring=keyring.current, upstream=upstream, policy=pdp,

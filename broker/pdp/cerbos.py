@@ -65,23 +65,27 @@ def to_value(data: Any) -> struct_pb2.Value:
     return holder.fields["v"]
 
 
+def principal_roles(roles: Sequence[str]) -> list[str]:
+    """A human's Cerbos roles: their upstream roles that Cerbos can name, plus `user`."""
+    return [r for r in dict.fromkeys((*roles, BASE_ROLE)) if _ROLE.match(r)]
+
+
+def delegation_attr(question: DelegationQuestion) -> dict[str, Any]:
+    """What every candidate scope's resource carries, besides its own `scope`."""
+    return {"agent": question.agent, "resource": question.resource,
+            "depth": len(question.actors), "actors": list(question.actors)}
+
+
 def build_principal(subject: str, roles: Sequence[str],
                     attr: Mapping[str, Any]) -> engine_pb2.Principal:
-    """A human: their upstream roles that Cerbos can name, plus the base role `user`."""
-    cerbos_roles = [r for r in dict.fromkeys((*roles, BASE_ROLE)) if _ROLE.match(r)]
-    return engine_pb2.Principal(id=subject, roles=cerbos_roles, attr=_to_values(attr))
+    return engine_pb2.Principal(id=subject, roles=principal_roles(roles), attr=_to_values(attr))
 
 
 ResourceEntry = request_pb2.CheckResourcesRequest.ResourceEntry
 
 
 def build_resources(question: DelegationQuestion) -> list[ResourceEntry]:
-    common = {
-        "agent": to_value(question.agent),
-        "resource": to_value(question.resource),
-        "depth": to_value(len(question.actors)),
-        "actors": to_value(list(question.actors)),
-    }
+    common = {key: to_value(value) for key, value in delegation_attr(question).items()}
     return [
         ResourceEntry(
             actions=[ACTION],
@@ -99,7 +103,7 @@ def _to_values(attr: Mapping[str, Any]) -> dict[str, struct_pb2.Value]:
     for key, value in attr.items():
         try:
             out[key] = to_value(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int past a double
             continue
     return out
 
