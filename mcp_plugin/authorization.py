@@ -34,6 +34,7 @@ from fastmcp.server.auth import AccessToken
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.utilities.versions import VersionSpec
 from pydantic import BaseModel
 
 from mcp_plugin.claims import ClaimsError
@@ -184,8 +185,10 @@ class CerbosAuthorization(Middleware):
         log_decisions(principal, decisions, probe="step_up")
         return missing if decisions[0].allowed else []
 
-    async def find_tool(self, server: FastMCP[Any], name: str) -> Tool | None:
-        """The tool `name`, remembered as long as decisions are (`decision_cache_seconds`).
+    async def find_tool(self, server: FastMCP[Any], name: str,
+                        version: VersionSpec | None = None) -> Tool | None:
+        """The tool `name` (of `version`, else the newest), remembered as long as decisions
+        are (`decision_cache_seconds`).
 
         FastMCP's `get_tool` fans out over its providers in a task group on every lookup, and
         it looks the tool up again itself before running it: remembering it here spared a
@@ -194,11 +197,12 @@ class CerbosAuthorization(Middleware):
         question asked is then about its earlier tags and annotations, and a tool removed
         since, or hidden from this session, is still refused, as unknown, by FastMCP's own
         lookup before it runs."""
-        tool = self._tools.get(name)
+        key = (name, None if version is None else (version.eq, version.gte, version.lt))
+        tool = self._tools.get(key)
         if tool is None:
-            tool = await server.get_tool(name)
+            tool = await server.get_tool(name, version=version)
             if tool is not None:
-                self._tools.put(name, tool)  # names of real tools only: bounded
+                self._tools.put(key, tool)  # real tools and versions only: bounded
         return tool
 
     async def lacks_declared_scopes(self, server: FastMCP[Any], token: AccessToken, name: str
@@ -270,7 +274,8 @@ class CerbosAuthorization(Middleware):
         arguments = context.message.arguments or {}
         token = get_access_token()
         server = _server(context)
-        found = await self.find_tool(server, name) if server is not None else None
+        version = requested_version(context.message.meta)
+        found = await self.find_tool(server, name, version) if server is not None else None
         if found is None:  # asked anyway, so that timing does not tell unknown from denied
             await self.decide(token, [_unknown_item(self.resource_kind, TOOLS_CALL, name)])
             raise NotFoundError(f"Unknown tool: {name!r}")
@@ -295,12 +300,14 @@ class CerbosAuthorization(Middleware):
     ) -> None:
         uri = str(context.message.uri)
         server = _server(context)
+        version = requested_version(context.message.meta)
         item: CheckItem | None = None
         if server is not None:
-            resource = await server.get_resource(uri)
+            resource = await server.get_resource(uri, version=version)
             if resource is not None:
                 item = self.resource_item(resource, RESOURCES_READ, uri)
-            elif (template := await server.get_resource_template(uri)) is not None:
+            elif (template := await server.get_resource_template(uri, version=version)
+                  ) is not None:
                 item = self.template_item(template, RESOURCES_READ, uri)
         asked = item or _unknown_item(self.resource_kind, RESOURCES_READ, uri)
         decision = (await self.decide(get_access_token(), [asked]))[0]
@@ -314,7 +321,8 @@ class CerbosAuthorization(Middleware):
     ) -> PromptResult:
         name = context.message.name
         server = _server(context)
-        prompt = await server.get_prompt(name) if server is not None else None
+        version = requested_version(context.message.meta)
+        prompt = await server.get_prompt(name, version=version) if server is not None else None
         if prompt is None:
             item = _unknown_item(self.resource_kind, PROMPTS_GET, name)
         else:
@@ -323,6 +331,21 @@ class CerbosAuthorization(Middleware):
         if prompt is None or not decision.allowed:
             raise NotFoundError(f"Unknown prompt: {name!r}")
         return await call_next(context)
+
+
+def requested_version(meta: Mapping[str, Any] | None) -> VersionSpec | None:
+    """The component version a request pins in `_meta.fastmcp.version`, read as FastMCP reads
+    it before running that version: a string is that version; a mapping is a range (FastMCP's
+    own programmatic calls). Authorization must ask about the version that will run: versions
+    of one tool can carry different tags."""
+    fastmcp_meta = (meta or {}).get("fastmcp")
+    version = fastmcp_meta.get("version") if isinstance(fastmcp_meta, Mapping) else None
+    if isinstance(version, str):
+        return VersionSpec(eq=version)
+    if isinstance(version, Mapping):
+        bounds = {k: str(version[k]) for k in ("eq", "gte", "lt") if version.get(k) is not None}
+        return VersionSpec(**bounds) if bounds else None
+    return None
 
 
 def principal_of(token: AccessToken | None) -> Principal | None:

@@ -312,3 +312,64 @@ async def test_a_remembered_tool_removed_since_is_unknown() -> None:
             with pytest.raises(ToolError, match=r"^Unknown tool: 'search_contacts'$"):
                 await client.call_tool("search_contacts", {"query": "ada"})
     endpoint.close()
+
+
+async def test_a_version_pinned_call_is_asked_about_that_version() -> None:
+    """FastMCP runs the version a call pins (`_meta.fastmcp.version`); the question must carry
+    that version's tags, not the newest version's."""
+    mcp = FastMCP("versions")
+
+    @mcp.tool(name="export", version="1", tags={"scope:crm:admin"})
+    def export_v1() -> str:
+        return "everything, v1"
+
+    @mcp.tool(name="export", version="2", tags={"scope:crm:read"})
+    def export_v2() -> str:
+        return "my records, v2"
+
+    endpoint = Endpoint()
+    broker = FakeBroker(audience=endpoint.url)
+    protect(mcp, broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
+            http_client=broker.http_client(), decision_cache_seconds=60)
+    with endpoint.serve(mcp.http_app(path=endpoint.path)):
+        async with Client(endpoint.url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            newest = await client.call_tool("export", {})
+            with pytest.raises(ToolError, match=r"insufficient scope \(required: crm:admin\)$"):
+                await client.call_tool("export", {}, meta={"fastmcp": {"version": "1"}})
+            pinned = await client.call_tool("export", {}, meta={"fastmcp": {"version": "2"}})
+    endpoint.close()
+    assert newest.data == pinned.data == "my records, v2"
+
+
+async def test_version_pinned_prompts_and_resources_are_asked_about_that_version() -> None:
+    mcp = FastMCP("versions")
+
+    @mcp.prompt(name="brief", version="1", tags={"scope:crm:admin"})
+    def brief_v1() -> str:
+        return "everything"
+
+    @mcp.prompt(name="brief", version="2", tags={"scope:crm:read"})
+    def brief_v2() -> str:
+        return "mine"
+
+    @mcp.resource("crm://report", name="report_v1", version="1", tags={"scope:crm:admin"})
+    def report_v1() -> str:
+        return "everything"
+
+    @mcp.resource("crm://report", name="report_v2", version="2", tags={"scope:crm:read"})
+    def report_v2() -> str:
+        return "mine"
+
+    endpoint = Endpoint()
+    broker = FakeBroker(audience=endpoint.url)
+    protect(mcp, broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
+            http_client=broker.http_client())
+    with endpoint.serve(mcp.http_app(path=endpoint.path)):
+        async with Client(endpoint.url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            assert "mine" in str(await client.get_prompt("brief", version="2"))
+            assert "mine" in str(await client.read_resource("crm://report", version="2"))
+            with pytest.raises(Exception, match="Unknown prompt"):
+                await client.get_prompt("brief", version="1")
+            with pytest.raises(Exception, match="Resource not found"):
+                await client.read_resource("crm://report", version="1")
+    endpoint.close()
