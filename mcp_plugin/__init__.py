@@ -11,7 +11,13 @@
 
 from mcp_plugin.authorization import CerbosAuthorization
 from mcp_plugin.claims import REQUIRED_CLAIMS, AgentClaims, ClaimsError, parse_claims
-from mcp_plugin.dpop_auth import BrokerAuthentication, MemoryProofReplayCache, ProofReplayCache
+from mcp_plugin.dpop_auth import (
+    BrokerAuthentication,
+    MemoryProofReplayCache,
+    ProofReplayCache,
+    ProofReplayUnavailable,
+)
+from mcp_plugin.dpop_replay import RedisProofReplayCache
 from mcp_plugin.jwks import BrokerKeys
 from mcp_plugin.pdp import CerbosPolicyPoint, Decision, PolicyDecisionPoint
 from mcp_plugin.principal import CheckItem, Principal, ResourceRef, build_principal
@@ -43,7 +49,9 @@ __all__ = [
     "PolicyDecisionPoint",
     "Principal",
     "ProofReplayCache",
+    "ProofReplayUnavailable",
     "Protection",
+    "RedisProofReplayCache",
     "RedisRevocationFeed",
     "ResourceRef",
     "RevocationUnavailable",

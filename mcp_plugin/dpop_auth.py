@@ -19,10 +19,13 @@ that involve DPoP are answered here with both challenges (`Bearer resource_metad
 clients' discovery, `DPoP algs=...` with the error); a plain Bearer failure still gets FastMCP's
 own 401, so Bearer-only clients see no change.
 
-Replay: proofs' `jti`s are remembered per process, in memory, bounded (`MemoryProofReplayCache`);
-a proof is only good for one URL, one method, one token and about a minute, so the rest is
-replicas of one server behind one URL, each of which accepts a stolen proof once at most. Pass
-any `ProofReplayCache` to share one store between replicas.
+Replay: a proof's `jti` is accepted once. `protect` shares the store between replicas when it
+has Redis (`RedisProofReplayCache`, mcp_plugin/dpop_replay.py: RFC 9449 §11.1, one store for
+every server accepting proofs for one URI); without it, proofs are remembered per process, in
+memory, bounded (`MemoryProofReplayCache`), so each replica behind one URL could accept a
+stolen proof once within its minute. A store that cannot answer raises
+`ProofReplayUnavailable`: the request is refused with 503 `temporarily_unavailable`, not 401,
+because the proof may be good and the client should retry, not discard its token or key.
 """
 
 from __future__ import annotations
@@ -51,9 +54,14 @@ DEFAULT_MAX_REMEMBERED_PROOFS = 100_000
 ALGS = " ".join(ALGORITHMS)
 
 
+class ProofReplayUnavailable(Exception):
+    """The replay store cannot tell whether a proof was used before: refuse it (503)."""
+
+
 class ProofReplayCache(Protocol):
     async def first_use(self, key: str, expires_at: float) -> bool:
-        """Record `key` until `expires_at`; True only the first time it is seen."""
+        """Record `key` until `expires_at`; True only the first time it is seen. Raises
+        `ProofReplayUnavailable` when it cannot tell (the request is refused, 503)."""
 
 
 class MemoryProofReplayCache:
@@ -80,11 +88,17 @@ class MemoryProofReplayCache:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """A 401 answered here: which scheme's challenge carries the error, and a fixed reason."""
+    """A 401 answered here: which scheme's challenge carries the error, and a fixed reason;
+    or a 503 when the proof could not be checked (no challenge: nothing to re-authenticate)."""
 
     scheme: str  # "Bearer" or "DPoP"
-    error: str  # invalid_token or invalid_dpop_proof
+    error: str  # invalid_token, invalid_dpop_proof; temporarily_unavailable (503)
     description: str
+    status: int = 401
+
+
+UNAVAILABLE = Refusal("DPoP", "temporarily_unavailable",
+                      "The DPoP proof cannot be checked now; retry with a new proof.", 503)
 
 
 def _header(scope: Scope, name: bytes) -> list[str]:
@@ -196,7 +210,11 @@ class BrokerAuthentication:
             logger.warning("DPoP proof by another key than the token's (client %s)",
                            verified.client_id)
             return Refusal("DPoP", "invalid_dpop_proof", "The DPoP proof is invalid.")
-        if not await self.replay.first_use(f"{proof.jkt}:{proof.jti}", proof.expires_at):
+        try:
+            first = await self.replay.first_use(f"{proof.jkt}:{proof.jti}", proof.expires_at)
+        except ProofReplayUnavailable:
+            return UNAVAILABLE  # fail closed; the store logged why, once per outage
+        if not first:
             logger.warning("DPoP proof replayed (client %s)", verified.client_id)
             return Refusal("DPoP", "invalid_dpop_proof", "The DPoP proof was used before.")
         return verified, "dpop"
@@ -216,6 +234,10 @@ class BrokerAuthentication:
         headers: list[Any] = [(b"content-length", str(len(body)).encode())]
         if body:
             headers.append((b"content-type", b"application/json"))
-        headers += [(b"www-authenticate", c.encode()) for c in self.challenges(refusal)]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        status = 401 if refusal is None else refusal.status
+        if status == 401:
+            headers += [(b"www-authenticate", c.encode()) for c in self.challenges(refusal)]
+        else:
+            headers += [(b"retry-after", b"1"), (b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
