@@ -10,6 +10,7 @@ transport's `Mcp-Param-*` header check from revealing hidden tools (mcp_plugin/p
 With `redis_url`, revocations come from the broker through a `RedisRevocationFeed`, started
 and closed with the server's lifespan (a component-less FastMCP `Provider`, the public hook
 for that); the verifier also starts it on first use, for apps served without a lifespan.
+DPoP proofs are then spent once across replicas in the same Redis (`RedisProofReplayCache`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ from mcp_plugin.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from mcp_plugin.dpop_auth import (
     DEFAULT_PROOF_WINDOW_SECONDS,
     BrokerAuthentication,
+    MemoryProofReplayCache,
     ProofReplayCache,
 )
+from mcp_plugin.dpop_replay import RedisProofReplayCache
 from mcp_plugin.param_headers import HeaderParameterTools, ToolVisibilityCheck, guard_input_schemas
 from mcp_plugin.pdp import (
     DEFAULT_MAX_RESOURCES_PER_REQUEST,
@@ -163,8 +166,9 @@ class ProtectionLifespan:
     """It starts what `protect` built with the server and closes it after.
 
     The revocation feed it built (never a caller's view) is started before the first request
-    and closed at shutdown, as are the JWKS HTTP client and the Cerbos channel when `protect`
-    created them; both reopen lazily if the server is started again.
+    and closed at shutdown, as are the JWKS HTTP client, the DPoP replay store's Redis client
+    and the Cerbos channel when `protect` created them; they reopen lazily if the server is
+    started again.
     """
 
     def __init__(self, *, feed: ManagedRevocationView | None,
@@ -250,6 +254,7 @@ def protect(
     revocation_staleness_seconds: float = 5.0,
     dpop_required: bool = False,
     dpop_proof_window_seconds: int = DEFAULT_PROOF_WINDOW_SECONDS,
+    dpop_replay: ProofReplayCache | None = None,
     decision_cache_seconds: float = DEFAULT_DECISION_CACHE_SECONDS,
 ) -> Protection:
     """Protect `mcp`: agent tokens of `broker` for `resource`, every operation asked of Cerbos.
@@ -265,7 +270,11 @@ def protect(
 
     DPoP (RFC 9449): tokens bound to a key (`cnf.jkt`) are accepted only with the DPoP scheme
     and a fresh proof by that key (`iat` within `dpop_proof_window_seconds`); with
-    `dpop_required`, unbound tokens are refused too, and the metadata says so.
+    `dpop_required`, unbound tokens are refused too, and the metadata says so. A proof is
+    accepted once: `dpop_replay` if given (its lifecycle stays the caller's), else, with
+    `redis_url`, a `RedisProofReplayCache` shared by every replica on that Redis under
+    `revocation_key_prefix` (even when `revocations` is the caller's: replicas are replicas
+    whatever their revocation view; Redis unreachable: 503), else one per process in memory.
 
     Cerbos's answers are reused for `decision_cache_seconds` (0: never) for the exact same
     question; revocation and token checks are never cached (mcp_plugin/decision_cache.py).
@@ -292,9 +301,17 @@ def protect(
         max_resources_per_request=max_resources_per_request,
         decision_cache_seconds=decision_cache_seconds,
     )
+    closers: list[Callable[[], Awaitable[None]]] = [verifier.keys.aclose]
+    if dpop_replay is None and redis_url is not None:
+        redis_replay = RedisProofReplayCache(redis_url, key_prefix=revocation_key_prefix)
+        closers.append(redis_replay.aclose)
+        dpop_replay = redis_replay
+    elif dpop_replay is None:
+        dpop_replay = MemoryProofReplayCache()  # one for every app built from this server
     auth = BrokerAuthProvider(
         verifier, scopes_supported=scopes_supported, resource_name=resource_name,
         dpop_required=dpop_required, dpop_proof_window=dpop_proof_window_seconds,
+        dpop_replay=dpop_replay,
     )
     if step_up_challenge:
         auth.enable_step_up(authorization, mcp)
@@ -303,7 +320,6 @@ def protect(
         auth.guard_header_parameters(authorization, mcp, header_tools)
     mcp.auth = auth
     mcp.add_middleware(authorization)
-    closers: list[Callable[[], Awaitable[None]]] = [verifier.keys.aclose]
     if isinstance(cerbos, str) and isinstance(authorization.pdp, CerbosPolicyPoint):
         closers.append(authorization.pdp.aclose)
     ProtectionLifespan(feed=feed, closers=closers).install(mcp)

@@ -57,6 +57,17 @@ def crm(dpop_broker: Broker, cerbos_address: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def crm_replicas(dpop_broker: Broker, cerbos_address: str, redis_url: str
+                 ) -> Iterator[tuple[str, str]]:
+    """Two replicas of the CRM behind the one URI CRM, on the broker's Redis (and prefix)."""
+    options = {"broker": dpop_broker.url, "cerbos": cerbos_address, "resource": CRM,
+               "redis_url": redis_url,
+               "revocation_key_prefix": dpop_broker.settings.redis_key_prefix}
+    with served_crm(**options) as replica_a, served_crm(**options) as replica_b:
+        yield replica_a, replica_b
+
+
+@pytest.fixture(scope="module")
 def strict_crm(dpop_broker: Broker, cerbos_address: str) -> Iterator[str]:
     with served_crm(broker=dpop_broker.url, cerbos=cerbos_address, resource=CRM,
                     dpop_required=True) as url:
@@ -266,6 +277,22 @@ def test_a_replayed_proof_is_refused(crm: str, bound: tuple[str, DPoPKey]) -> No
     assert call_crm(crm, token, proof=proof).status_code == 200
     replayed = call_crm(crm, token, proof=proof)
     assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_dpop_proof"
+
+
+def test_a_proof_spent_at_one_replica_is_refused_at_another(
+        crm_replicas: tuple[str, str], bound: tuple[str, DPoPKey]) -> None:
+    """Both replicas accept proofs for CRM (the URI the proxy publishes), so only the shared
+    `jti` store in Redis stops the proof captured at A from being replayed at B."""
+    replica_a, replica_b = crm_replicas
+    token, key = bound
+    proof = key.proof("POST", CRM, access_token=token)
+    assert call_crm(replica_a, token, proof=proof).status_code == 200
+    replayed = call_crm(replica_b, token, proof=proof)
+    assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_dpop_proof"
+    again = call_crm(replica_a, token, proof=proof)
+    assert again.status_code == 401 and again.json()["error"] == "invalid_dpop_proof"
+    assert call_crm(replica_b, token, proof=key.proof("POST", CRM, access_token=token)
+                    ).status_code == 200
 
 
 def test_a_proof_for_another_token_is_refused(crm: str, bound: tuple[str, DPoPKey],

@@ -4,6 +4,7 @@ DPoP scheme for bound tokens, Bearer for the rest, and the challenges of each re
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,11 +12,17 @@ import httpx
 import pytest
 
 from agent_broker_demo.crm_server import build_protected_server
-from mcp_plugin import BrokerTokenVerifier
+from mcp_plugin import (
+    BrokerAuthProvider,
+    BrokerTokenVerifier,
+    RedisProofReplayCache,
+    StaticRevocations,
+)
 from mcp_plugin.dpop_auth import MemoryProofReplayCache
 from mcp_plugin.testing import Endpoint, FakeBroker
 from tests.support.dpop import DPoPKey, forged_proof, proof_claims
 from tests.support.mcp import INITIALIZE, MCP_HEADERS
+from tests.support.services import free_port
 from tests.unit.mcp_plugin.test_authorization import ScriptedPDP
 
 Served = tuple[str, FakeBroker]
@@ -25,12 +32,17 @@ Served = tuple[str, FakeBroker]
 def serve() -> Iterator[Callable[..., Served]]:
     stack: list[Any] = []
 
-    def start(**options: Any) -> Served:
+    def start(*, broker: FakeBroker | None = None, resource: str | None = None,
+              **options: Any) -> Served:
+        """A protected CRM on its own port; `resource` (default: that port's URL) and `broker`
+        may be shared, to serve replicas of one server behind one URI."""
         endpoint = Endpoint()
-        broker = FakeBroker(audience=endpoint.url)
-        mcp = build_protected_server(broker=broker.issuer, resource=endpoint.url,
-                                     cerbos=ScriptedPDP(), redis_url=None,
-                                     http_client=broker.http_client(), **options)
+        resource = resource or endpoint.url
+        broker = broker or FakeBroker(audience=resource)
+        options.setdefault("redis_url", None)
+        mcp = build_protected_server(broker=broker.issuer, resource=resource,
+                                     cerbos=ScriptedPDP(), http_client=broker.http_client(),
+                                     **options)
         context = endpoint.serve(mcp.http_app(path=endpoint.path))
         context.__enter__()
         stack.append((context, endpoint))
@@ -148,6 +160,57 @@ def test_a_proof_is_accepted_once(serve: Callable[..., Served]) -> None:
     assert post(url, f"DPoP {token}", proof).status_code == 200
     replayed = post(url, f"DPoP {token}", proof)
     assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_dpop_proof"
+
+
+def test_a_proof_spent_at_one_replica_is_refused_at_another(
+        serve: Callable[..., Served], redis_url: str) -> None:
+    """Two replicas of one server (one resource URI, so one `htu`) on one Redis: RFC 9449
+    §11.1's shared `jti` store. Per process, replica B would accept the captured proof."""
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    url_a, broker = serve(redis_url=redis_url, revocation_key_prefix=prefix)
+    url_b, _ = serve(broker=broker, resource=url_a, redis_url=redis_url,
+                     revocation_key_prefix=prefix)
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    proof = key.proof("POST", url_a, access_token=token)
+    assert post(url_a, f"DPoP {token}", proof).status_code == 200
+    replayed = post(url_b, f"DPoP {token}", proof)
+    assert replayed.status_code == 401 and replayed.json()["error"] == "invalid_dpop_proof"
+    fresh = key.proof("POST", url_a, access_token=token)
+    assert post(url_b, f"DPoP {token}", fresh).status_code == 200, "B serves fresh proofs"
+
+
+def test_an_unreachable_replay_store_is_503_for_dpop_and_bearer_is_unaffected(
+        serve: Callable[..., Served]) -> None:
+    """Redis for proofs only (the caller's own revocation view): a proof that cannot be
+    recorded is refused, as a server condition (503, retry), not as the client's fault."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    url, broker = serve(redis_url=dead, revocations=StaticRevocations())
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    proof = key.proof("POST", url, access_token=token)
+    for _ in range(2):  # and again: an outage never turns into acceptance
+        refused = post(url, f"DPoP {token}", proof)
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "temporarily_unavailable"
+        assert refused.headers["retry-after"] == "1"
+        assert "www-authenticate" not in refused.headers
+        assert token not in refused.text and proof not in refused.text
+    assert post(url, f"Bearer {broker.tokens.mint()}").status_code == 200
+
+
+def test_protect_picks_the_replay_store() -> None:
+    def replay(**options: Any) -> object:
+        mcp = build_protected_server(broker="http://broker.test", resource="http://s.test/mcp",
+                                     cerbos=ScriptedPDP(), **options)
+        assert isinstance(mcp.auth, BrokerAuthProvider)
+        return mcp.auth.dpop_replay
+
+    assert isinstance(replay(redis_url=None), MemoryProofReplayCache)
+    shared = replay(redis_url="redis://127.0.0.1:1/0", revocations=StaticRevocations())
+    assert isinstance(shared, RedisProofReplayCache) and shared.key_prefix == "ab:dpop-jti:"
+    own = MemoryProofReplayCache()
+    assert replay(redis_url="redis://127.0.0.1:1/0", dpop_replay=own) is own
 
 
 def test_dpop_required_refuses_unbound_tokens_and_says_so(serve: Callable[..., Served]) -> None:
