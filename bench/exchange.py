@@ -14,6 +14,11 @@ each timed window. No-op and exchange windows alternate (ABBA), so drift in the 
 load falls on both. Besides wall-clock throughput, the broker's own CPU time over each run
 gives exchanges per CPU-second: "per worker core", which holds on a 2-core machine where the
 load generator, Redis and Cerbos share the cores with the broker.
+
+A second broker, the same but asking Cerbos over its REST API (`cerbos.address` an http URL,
+broker/pdp/cerbos_http.py) instead of gRPC, serves the same exchanges in windows interleaved
+with the others (no-op, gRPC, REST, then REST, gRPC, no-op), so the two transports are
+compared under the same drift.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from bench.tokens import broker_client, mint, user_id_token
 from tests.integration.conftest import basic, exchange_form
 
 PREFIX = "bench-ex:"
+REST_PREFIX = "bench-ex-rest:"
+NOOP, EXCHANGE, REST = "no-op", "exchange", "exchange, REST Cerbos"
 KEYCLOAK = "Keycloak's published sizing: 120-450 grants/s per vCPU"
 
 
@@ -118,16 +125,18 @@ def _check(broker: BrokerProcess, id_token: str) -> None:
     response.raise_for_status()
 
 
-def _measure(broker: BrokerProcess, params: Params, id_tokens: list[str]
+def _measure(broker: BrokerProcess, rest: BrokerProcess, params: Params, id_tokens: list[str]
              ) -> dict[tuple[str, int], Run]:
     exchanges = exchange_requests(broker, id_tokens)
-    requests = {"no-op": noop_requests(broker, exchanges), "exchange": exchanges}
-    runs = {(kind, c): Run() for kind in requests for c in params.concurrencies}
+    served = {NOOP: (broker, noop_requests(broker, exchanges)), EXCHANGE: (broker, exchanges),
+              REST: (rest, exchange_requests(rest, id_tokens))}
+    runs = {(kind, c): Run() for kind in served for c in params.concurrencies}
     for concurrency in params.concurrencies:
         for pair in range(params.pairs):
-            order = ("no-op", "exchange") if pair % 2 == 0 else ("exchange", "no-op")
+            order = (NOOP, EXCHANGE, REST) if pair % 2 == 0 else (REST, EXCHANGE, NOOP)
             for kind in order:
-                _window(broker, requests[kind], concurrency, params, runs[(kind, concurrency)])
+                server, requests = served[kind]
+                _window(server, requests, concurrency, params, runs[(kind, concurrency)])
     return runs
 
 
@@ -143,6 +152,12 @@ def _figures(runs: dict[tuple[str, int], Run], params: Params) -> list[Figure]:
             Figure(f"no-op c={c}: p50", ms(percentile(noop.latencies, 50)), "ms"),
             Figure(f"no-op c={c}: p99", ms(percentile(noop.latencies, 99)), "ms"),
         ]
+        rest = runs[(REST, c)]
+        figures += [
+            Figure(f"{REST} c={c}: throughput", round(rest.throughput), "/s"),
+            Figure(f"{REST} c={c}: p50", ms(percentile(rest.latencies, 50)), "ms"),
+            Figure(f"{REST} c={c}: p99", ms(percentile(rest.latencies, 99)), "ms"),
+        ]
     top = max(params.concurrencies)
     ex, noop = runs[("exchange", top)], runs[("no-op", top)]
     busy = ex.server_cpu_s / (ex.window_s + params.pairs * params.warmup_s)
@@ -157,6 +172,12 @@ def _figures(runs: dict[tuple[str, int], Run], params: Params) -> list[Figure]:
         Figure("exchanges per worker CPU-second", round(ex.per_cpu_second), "/s",
                Goal(2000, op=">="), note=f"the broker process's CPU time; {KEYCLOAK}"),
         Figure("no-op requests per worker CPU-second", round(noop.per_cpu_second), "/s"),
+        Figure("exchanges per worker CPU-second, REST Cerbos",
+               round(runs[(REST, top)].per_cpu_second), "/s",
+               note="the same broker asking Cerbos over its REST API, interleaved windows"),
+        Figure("exchanges per CPU-second, REST/gRPC Cerbos",
+               round(runs[(REST, top)].per_cpu_second / ex.per_cpu_second, 3), "x",
+               note=f"c={top}, same windows' drift on both"),
         Figure(f"broker CPU busy, exchange c={top}", round(100 * busy, 1), "%",
                note="of one core: near 100 means the one worker was the limit"),
         Figure("load generator CPU per request", round(1e6 * ex.client_cpu_s / ex.requests),
@@ -173,28 +194,39 @@ def bench_broker(stack: Stack) -> BrokerProcess:
     return broker
 
 
+def rest_broker(stack: Stack) -> BrokerProcess:
+    """The same broker, asking Cerbos over its REST API."""
+    processes = stack.shared_processes(
+        "bench broker, REST Cerbos", lambda: [stack.bench_broker(REST_PREFIX, cerbos_rest=True)])
+    broker = processes[0]
+    assert isinstance(broker, BrokerProcess)
+    return broker
+
+
 def run(stack: Stack, smoke: bool) -> tuple[dict[str, object], list[Figure]]:
     params = SMOKE if smoke else FULL
     id_tokens = [user_id_token(stack.oidc.issuer) for _ in range(params.users)]
-    broker = bench_broker(stack)
+    broker, rest = bench_broker(stack), rest_broker(stack)
     try:
         _check(broker, id_tokens[0])
-        runs = _measure(broker, params, id_tokens)
+        _check(rest, id_tokens[0])
+        runs = _measure(broker, rest, params, id_tokens)
     finally:
         forget_prefix(stack.redis_url, PREFIX)
-    exchanges = sum(r.requests for (kind, _), r in runs.items() if kind == "exchange")
+        forget_prefix(stack.redis_url, REST_PREFIX)
+    exchanges = sum(r.requests for (kind, _), r in runs.items() if kind != NOOP)
     return {**asdict(params), "exchanges": exchanges}, _figures(runs, params)
 
 
 def figure_names(params: Params = FULL) -> tuple[str, ...]:
     names = [f"{kind} c={c}: {what}" for c in params.concurrencies
-             for kind, whats in (("exchange", ("throughput", "p50", "p99")),
-                                 ("no-op", ("throughput", "p50", "p99")))
-             for what in whats]
+             for kind in (EXCHANGE, NOOP, REST) for what in ("throughput", "p50", "p99")]
     top, low = max(params.concurrencies), min(params.concurrencies)
     return (*names, f"throughput ratio exchange/no-op, c={top}",
             f"throughput ratio exchange/no-op, c={low}", "exchanges per worker CPU-second",
-            "no-op requests per worker CPU-second", f"broker CPU busy, exchange c={top}",
+            "no-op requests per worker CPU-second",
+            "exchanges per worker CPU-second, REST Cerbos",
+            "exchanges per CPU-second, REST/gRPC Cerbos", f"broker CPU busy, exchange c={top}",
             "load generator CPU per request")
 
 

@@ -103,12 +103,15 @@ class Stack:
         finally:
             client.close()
 
-    def bench_broker(self, prefix: str, *, redis_url: str | None = None) -> BrokerProcess:
+    def bench_broker(self, prefix: str, *, redis_url: str | None = None,
+                     cerbos_rest: bool = False) -> BrokerProcess:
         """A broker with the bench routes (not started), on its own key prefix and, if given,
-        its own Redis, so what it writes is measured and dropped apart from the rest."""
+        its own Redis, so what it writes is measured and dropped apart from the rest; it asks
+        Cerbos over gRPC, or with `cerbos_rest` over its REST API (`cerbos.address` an URL)."""
+        cerbos = self.cerbos.http_url if cerbos_rest else self.cerbos.grpc_address
         return BrokerProcess(self.work_dir / "brokers", redis_url=redis_url or self.redis_url,
-                             cerbos_address=self.cerbos.grpc_address,
-                             oidc_issuer=self.oidc.issuer, prefix=prefix, bench_routes=True)
+                             cerbos_address=cerbos, oidc_issuer=self.oidc.issuer, prefix=prefix,
+                             bench_routes=True)
 
     def mcp_server(self, prefix: str = BROKER_PREFIX) -> McpServerProcess:
         """A demo CRM server (not started) whose revocation feed reads `prefix`."""
