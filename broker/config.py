@@ -58,9 +58,8 @@ class CerbosSettings(_Strict):
     address: str = "127.0.0.1:3593"
     """The Cerbos PDP, and which of its APIs to use: `host:port` is its gRPC API (port 3593
     by default); `http://host:port` or `https://host:port` (no path) its REST API (HTTP port,
-    3592 by default), the form Cerbos's own SDKs use. The answers are the same; REST costs
-    the broker less CPU per exchange (a few keep-alive HTTP/1.1 connections instead of
-    grpc.aio; docs/operations.md#cerbos), so prefer it where the HTTP port is reachable."""
+    3592 by default), the form Cerbos's own SDKs use. The answers are the same; the choice
+    moves CPU between the broker and Cerbos (docs/operations.md#cerbos-grpc-or-rest)."""
     timeout_ms: int = Field(default=500, ge=10, le=30_000)
     """Per request; past it the exchange answers 503 `temporarily_unavailable` (fails closed)."""
     tls: bool = False

@@ -1,9 +1,10 @@
 """The Cerbos policy decision point over its REST API (`cerbos.address: http(s)://host:port`).
 
-The same questions and answers as `broker.pdp.cerbos.CerbosPolicyPoint` (gRPC), for less of
-the broker's CPU: grpc.aio costs ~150-350 µs of process CPU per CheckResources, JSON over a
-few keep-alive HTTP/1.1 connections (`broker.pdp.http11`) ~150-200 µs, and whole exchanges
-come out cheaper still (docs/operations.md#cerbos). Requests are chunked at the PDP's
+The same questions and answers as `broker.pdp.cerbos.CerbosPolicyPoint` (gRPC), as JSON over
+a few keep-alive HTTP/1.1 connections (`broker.pdp.http11`) instead of grpc.aio: less of the
+broker's CPU per call when calls are few at a time, more of Cerbos's (its REST API is a
+gateway in front of the gRPC one); docs/operations.md#cerbos-grpc-or-rest has the figures.
+Requests are chunked at the PDP's
 per-request limit and the chunks sent concurrently. A timeout, connection error, status other
 than 200 or malformed answer raises `DependencyUnavailable`: the grant then mints nothing.
 """
