@@ -10,7 +10,9 @@ at the next broker, then making four MCP requests with the token, at the next se
 must return a token, a call a result, a list at least one tool.
 
 The traffic runs until every process has served (cold start: lazy imports, the JWKS fetch,
-the Cerbos channel), then the window starts. RSS (VmRSS) of every broker and MCP server is
+the Cerbos channel), and on until the MCP servers' bounded caches are full (the verifier's
+tokens in use: `warm_tokens`), then the window starts: memory that grows after that is not a
+cache filling. RSS (VmRSS) of every broker and MCP server is
 sampled through the window; the growth of each is the mean of the last quarter's samples
 minus the mean of the first quarter's: a leak grows steadily and shows, a sample taken mid-
 request does not.
@@ -28,6 +30,7 @@ from bench.results import Figure, Goal
 from bench.stack import Stack, running
 from bench.tokens import user_id_token
 from bench.traffic import CALL, EXCHANGE, LIST, OK, Traffic
+from mcp_plugin.verifier import DEFAULT_CACHE_SIZE
 from tests.integration.conftest import CRM, SECRETS
 from tests.integration.mcp_processes import Fleet
 
@@ -42,10 +45,14 @@ class Params:
     agents: int = 8
     sample_every_s: float = 0.5
     cold_start_within_s: float = 60.0
+    warm_tokens: int = DEFAULT_CACHE_SIZE * 11 // 10
+    """Tokens minted before the window: every server sees every token (four requests a token,
+    round robin over three), so its verifier's cache of tokens in use is full and stays so."""
+    warm_within_s: float = 240.0
 
 
 FULL = Params()
-SMOKE = Params(duration_s=4.0, agents=4, sample_every_s=0.2)
+SMOKE = Params(duration_s=4.0, agents=4, sample_every_s=0.2, warm_tokens=0)
 
 
 async def _sample(pids: list[int], every: float, stop: asyncio.Event,
@@ -62,6 +69,15 @@ def _growth(samples: list[list[int]], column: int) -> float:
     return (sum(last) / len(last) - sum(first) / len(first)) / MB
 
 
+async def _minted(traffic: Traffic, tokens: int, within: float) -> None:
+    """Wait until `tokens` exchanges have succeeded (TimeoutError past `within`)."""
+    deadline = time.monotonic() + within
+    while traffic.tally()[(EXCHANGE, OK)] < tokens:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{tokens} tokens not minted within {within} s")
+        await asyncio.sleep(0.5)
+
+
 async def _measure(fleet: Fleet, traffic: Traffic, params: Params
                    ) -> tuple[float, float, list[list[int]]]:
     pids = [p.pid for p in fleet.processes if p.pid is not None]
@@ -69,6 +85,7 @@ async def _measure(fleet: Fleet, traffic: Traffic, params: Params
     stop = asyncio.Event()
     async with traffic.running():
         await traffic.serving(0.0, params.cold_start_within_s)
+        await _minted(traffic, params.warm_tokens, params.warm_within_s)
         start = time.monotonic()
         sampler = asyncio.create_task(_sample(pids, params.sample_every_s, stop, samples))
         await asyncio.sleep(params.duration_s)
