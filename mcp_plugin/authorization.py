@@ -11,7 +11,8 @@ way before Cerbos is asked. The one exception is a step-up: when the tool declar
 through tags (`scope:crm:write`) that the token lacks, and Cerbos says the same call WOULD be
 allowed with them, the error is FastMCP's `InsufficientScopeError` naming those scopes.
 
-No verified agent token, unreadable claims, or no answer from Cerbos: deny, always.
+`completion/complete` suggests nothing for a prompt or resource template the caller may not
+list. No verified agent token, unreadable claims, or no answer from Cerbos: deny, always.
 
 On the modern streamable HTTP transport, the `Mcp-Param-*` header check the mcp SDK makes
 before a `tools/call` sees a tool's schema only when the caller may list the tool: see
@@ -75,6 +76,7 @@ from mcp_plugin.principal import (
 
 C = TypeVar("C")
 NO_TOKEN = "no verified agent token"
+COMPLETION = "completion/complete"
 
 
 def _dump(model: BaseModel | None) -> dict[str, Any] | None:
@@ -262,6 +264,42 @@ class CerbosAuthorization(Middleware):
     ) -> Sequence[Prompt]:
         prompts = await call_next(context)
         return await self._filter(prompts, lambda p: self.prompt_item(p, PROMPTS_LIST))
+
+    # -- completion ------------------------------------------------------------------------
+
+    async def on_request(self, context: MiddlewareContext[Any],
+                         call_next: CallNext[Any, Any]) -> Any:
+        """`completion/complete` suggests values for a prompt's or resource template's
+        arguments (customer names, ids...): for one the caller may not list, the answer keeps
+        FastMCP's envelope and suggests nothing, as for an unknown reference."""
+        if context.method != COMPLETION or await self._may_complete(context):
+            return await call_next(context)
+        result = await call_next(context)
+        if isinstance(result, Mapping):
+            return {**result, "completion": {"values": []}}
+        if isinstance(result, mt.CompleteResult):
+            return result.model_copy(update={"completion": mt.Completion(values=[])})
+        return result
+
+    async def _may_complete(self, context: MiddlewareContext[Any]) -> bool:
+        message = context.message
+        ref = message.get("ref") if isinstance(message, Mapping) else getattr(message, "ref", None)
+        if isinstance(ref, BaseModel):
+            ref = ref.model_dump(by_alias=True)
+        fastmcp_context = context.fastmcp_context
+        if not isinstance(ref, Mapping) or fastmcp_context is None:
+            return False
+        kind = str(ref.get("type"))
+        key = str(ref.get("name") if kind == "ref/prompt" else ref.get("uri"))
+        # FastMCP's own resolution of the reference: the component its handler would complete
+        component = await fastmcp_context.fastmcp._completion_target(kind, key)
+        if isinstance(component, Prompt):
+            item = self.prompt_item(component, PROMPTS_LIST)
+        elif isinstance(component, ResourceTemplate):
+            item = self.template_item(component, RESOURCES_LIST)
+        else:
+            return component is None  # unknown: FastMCP answers empty itself
+        return (await self.decide(get_access_token(), [item]))[0].allowed
 
     # -- single operations -----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
+import mcp_types as mt
 import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
@@ -373,3 +374,37 @@ async def test_version_pinned_prompts_and_resources_are_asked_about_that_version
             with pytest.raises(Exception, match="Resource not found"):
                 await client.read_resource("crm://report", version="1")
     endpoint.close()
+
+
+async def test_completion_for_a_hidden_prompt_or_template_suggests_nothing() -> None:
+    """Argument completion would otherwise list values (customer names...) for a prompt or
+    resource template the caller may not even see."""
+    mcp = FastMCP("completions")
+
+    @mcp.prompt(tags={"scope:crm:admin"})
+    def export_brief(customer: str) -> str:
+        return f"export {customer}"
+
+    @mcp.resource("crm://exports/{customer}", tags={"scope:crm:admin"})
+    def export_file(customer: str) -> str:
+        return customer
+
+    @mcp.completion
+    def complete(ref: Any, argument: Any, context: Any) -> list[str]:
+        return [c for c in ("acme", "globex") if c.startswith(argument.value)]
+
+    prompt = mt.PromptReference(type="ref/prompt", name="export_brief")
+    template = mt.ResourceTemplateReference(type="ref/resource", uri="crm://exports/{customer}")
+    endpoint = Endpoint()
+    broker = FakeBroker(audience=endpoint.url)
+    protect(mcp, broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
+            http_client=broker.http_client())
+    suggested = {}
+    with endpoint.serve(mcp.http_app(path=endpoint.path)):
+        for scope in ("crm:read", "crm:admin"):
+            async with Client(endpoint.url, auth=broker.tokens.mint(scopes=[scope])) as client:
+                suggested[scope] = [
+                    (await client.complete(ref, {"name": "customer", "value": "a"})).values
+                    for ref in (prompt, template)]
+    endpoint.close()
+    assert suggested == {"crm:read": [[], []], "crm:admin": [["acme"], ["acme"]]}
