@@ -143,26 +143,18 @@ def _measure(broker: BrokerProcess, rest: BrokerProcess, params: Params, id_toke
 def _figures(runs: dict[tuple[str, int], Run], params: Params) -> list[Figure]:
     figures = []
     for c in params.concurrencies:
-        ex, noop = runs[("exchange", c)], runs[("no-op", c)]
-        figures += [
-            Figure(f"exchange c={c}: throughput", round(ex.throughput), "/s"),
-            Figure(f"exchange c={c}: p50", ms(percentile(ex.latencies, 50)), "ms"),
-            Figure(f"exchange c={c}: p99", ms(percentile(ex.latencies, 99)), "ms"),
-            Figure(f"no-op c={c}: throughput", round(noop.throughput), "/s"),
-            Figure(f"no-op c={c}: p50", ms(percentile(noop.latencies, 50)), "ms"),
-            Figure(f"no-op c={c}: p99", ms(percentile(noop.latencies, 99)), "ms"),
-        ]
-        rest = runs[(REST, c)]
-        figures += [
-            Figure(f"{REST} c={c}: throughput", round(rest.throughput), "/s"),
-            Figure(f"{REST} c={c}: p50", ms(percentile(rest.latencies, 50)), "ms"),
-            Figure(f"{REST} c={c}: p99", ms(percentile(rest.latencies, 99)), "ms"),
-        ]
+        for kind in (EXCHANGE, NOOP, REST):
+            run = runs[(kind, c)]
+            figures += [
+                Figure(f"{kind} c={c}: throughput", round(run.throughput), "/s"),
+                Figure(f"{kind} c={c}: p50", ms(percentile(run.latencies, 50)), "ms"),
+                Figure(f"{kind} c={c}: p99", ms(percentile(run.latencies, 99)), "ms"),
+            ]
     top = max(params.concurrencies)
-    ex, noop = runs[("exchange", top)], runs[("no-op", top)]
+    ex, noop = runs[(EXCHANGE, top)], runs[(NOOP, top)]
     busy = ex.server_cpu_s / (ex.window_s + params.pairs * params.warmup_s)
     low = min(params.concurrencies)
-    low_ratio = runs[("exchange", low)].throughput / runs[("no-op", low)].throughput
+    low_ratio = runs[(EXCHANGE, low)].throughput / runs[(NOOP, low)].throughput
     figures += [
         Figure(f"throughput ratio exchange/no-op, c={top}", round(ex.throughput /
                                                                   noop.throughput, 3),
@@ -186,18 +178,13 @@ def _figures(runs: dict[tuple[str, int], Run], params: Params) -> list[Figure]:
     return figures
 
 
-def bench_broker(stack: Stack) -> BrokerProcess:
-    """The broker with the bench routes, started once for this measure and the profile."""
-    processes = stack.shared_processes("bench broker", lambda: [stack.bench_broker(PREFIX)])
-    broker = processes[0]
-    assert isinstance(broker, BrokerProcess)
-    return broker
-
-
-def rest_broker(stack: Stack) -> BrokerProcess:
-    """The same broker, asking Cerbos over its REST API."""
+def bench_broker(stack: Stack, *, cerbos_rest: bool = False) -> BrokerProcess:
+    """The broker with the bench routes, started once per run (asking Cerbos over gRPC, or
+    with `cerbos_rest` over its REST API)."""
+    name, prefix = ("bench broker, REST Cerbos", REST_PREFIX) if cerbos_rest else (
+        "bench broker", PREFIX)
     processes = stack.shared_processes(
-        "bench broker, REST Cerbos", lambda: [stack.bench_broker(REST_PREFIX, cerbos_rest=True)])
+        name, lambda: [stack.bench_broker(prefix, cerbos_rest=cerbos_rest)])
     broker = processes[0]
     assert isinstance(broker, BrokerProcess)
     return broker
@@ -206,7 +193,7 @@ def rest_broker(stack: Stack) -> BrokerProcess:
 def run(stack: Stack, smoke: bool) -> tuple[dict[str, object], list[Figure]]:
     params = SMOKE if smoke else FULL
     id_tokens = [user_id_token(stack.oidc.issuer) for _ in range(params.users)]
-    broker, rest = bench_broker(stack), rest_broker(stack)
+    broker, rest = bench_broker(stack), bench_broker(stack, cerbos_rest=True)
     try:
         _check(broker, id_tokens[0])
         _check(rest, id_tokens[0])
