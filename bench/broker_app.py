@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from broker import logs
-from broker.config import load_settings
+from broker.config_loading import load_settings
 from broker.http.app import create_app
 
 NOOP_PATH = "/bench/noop"

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from broker import cli_admin, cli_token, logs
 from broker.audit import AuditQuery
-from broker.config import BrokerSettings, ConfigError, load_settings
+from broker.config import BrokerSettings
+from broker.config_loading import ConfigError, load_settings
 from broker.keys import KeyFileError, KeyringFile
 from broker.secrets import generate_secret, hash_secret
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from broker.config import BrokerSettings, ClientSecretAuth, ConfigError, load_settings
+from broker.config import BrokerSettings, ClientSecretAuth
+from broker.config_loading import ConfigError, load_settings
 from broker.dev.layout import DevLayout
 from broker.secrets import check_secret, generate_secret, hash_secret
 

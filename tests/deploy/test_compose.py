@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from broker.config import load_settings
+from broker.config_loading import load_settings
 from broker.dev.services import DEMO_USERS
 from tests.deploy.conftest import DEPLOY, REPO_ROOT, cerbos_version
 

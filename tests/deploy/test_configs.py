@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.config import load_settings
+from broker.config_loading import load_settings
 from broker.dev.config import DEV_CLIENTS, render_config
 from broker.dev.layout import DevLayout
 from tests.deploy.conftest import DEPLOY, K8S, OVERLAY, POLICY_COPY, REPO_ROOT, load_yaml

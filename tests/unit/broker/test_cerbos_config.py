@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.config import BrokerSettings, CerbosSettings, ConfigError, load_settings
+from broker.config import BrokerSettings, CerbosSettings
+from broker.config_loading import ConfigError, load_settings
 from broker.http.services import _policy_point
 from broker.pdp.cerbos import CerbosPolicyPoint
 from broker.pdp.cerbos_http import CerbosHttpPolicyPoint
@@ -42,13 +43,13 @@ def test_http_urls_select_rest(address: str, stored: str) -> None:
 
 
 @pytest.mark.parametrize(("address", "message"), [
-    ("grpc://127.0.0.1:3593", "host:port (gRPC) or an http(s)://host:port URL"),
-    ("ftp://cerbos:3592", "host:port (gRPC) or an http(s)://host:port URL"),
-    ("http://cerbos:3592/api", "without path, query or fragment"),
-    ("http://cerbos:3592/api/check/resources", "without path, query or fragment"),
-    ("http://cerbos:3592?x=1", "without path, query or fragment"),
-    ("http://cerbos:3592/#frag", "without path, query or fragment"),
-    ("http://cerbos:3592?", "without path, query or fragment"),
+    ("grpc://127.0.0.1:3593", "must be an absolute http(s) URI"),
+    ("ftp://cerbos:3592", "must be an absolute http(s) URI"),
+    ("http://cerbos:3592/api", "must not contain a path"),
+    ("http://cerbos:3592/api/check/resources", "must not contain a path"),
+    ("http://cerbos:3592?x=1", "without credentials or query"),
+    ("http://cerbos:3592/#frag", "must not contain a fragment"),
+    ("http://cerbos:3592?", "without credentials or query"),
     ("http://user:pw@cerbos:3592", "without credentials"),
     ("http://:3592", "without credentials"),
     ("http://cerbos:notaport", "invalid port"),

@@ -76,7 +76,7 @@ def test_check_reports_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
 
 
 def test_env_overrides_the_file(tmp_path: Path, monkeypatch) -> None:
-    from broker.config import load_settings
+    from broker.config_loading import load_settings
 
     config = write_config(tmp_path / "b.yaml")
     monkeypatch.setenv("BROKER_CERBOS__TIMEOUT_MS", "750")

@@ -7,7 +7,8 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from broker.config import BrokerSettings, load_settings
+from broker.config import BrokerSettings
+from broker.config_loading import load_settings
 from broker.config_reference import _models, render, sections
 from tests.support.services import REPO_ROOT
 
