@@ -35,7 +35,6 @@ from fastmcp.server.auth import AccessToken
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool, ToolResult
-from fastmcp.utilities.versions import VersionSpec
 from pydantic import BaseModel
 
 from mcp_plugin.claims import ClaimsError
@@ -44,7 +43,6 @@ from mcp_plugin.decision_cache import (
     DEFAULT_TTL_SECONDS,
     CachingPolicyPoint,
     DecisionCache,
-    ExpiringCache,
 )
 from mcp_plugin.decisions import log_decisions
 from mcp_plugin.pdp import (
@@ -73,6 +71,7 @@ from mcp_plugin.principal import (
     build_uri_resource,
     scopes_from_tags,
 )
+from mcp_plugin.resolution import ToolLookup, completion_reference, requested_version
 
 C = TypeVar("C")
 NO_TOKEN = "no verified agent token"
@@ -108,8 +107,7 @@ class CerbosAuthorization(Middleware):
                                                      max_entries=decision_cache_size))
             if decision_cache_seconds > 0 else cerbos
         )
-        self._tools = ExpiringCache[Tool](decision_cache_seconds)
-        """Tools by name, found by FastMCP's own lookup: see `find_tool`."""
+        self.tools = ToolLookup(decision_cache_seconds)
         self.resource_kind = resource_kind
         self.scope_tag_prefix = scope_tag_prefix
 
@@ -187,44 +185,23 @@ class CerbosAuthorization(Middleware):
         log_decisions(principal, decisions, probe="step_up")
         return missing if decisions[0].allowed else []
 
-    async def find_tool(self, server: FastMCP[Any], name: str,
-                        version: VersionSpec | None = None) -> Tool | None:
-        """The tool `name` (of `version`, else the newest), remembered as long as decisions
-        are (`decision_cache_seconds`).
-
-        FastMCP's `get_tool` fans out over its providers in a task group on every lookup, and
-        it looks the tool up again itself before running it: remembering it here spared a
-        `tools/call` about a tenth of its CPU (docs/performance.md). A remembered tool can be
-        out of date for that long, the trade the decision cache makes for policy edits: the
-        question asked is then about its earlier tags and annotations, and a tool removed
-        since, or hidden from this session, is still refused, as unknown, by FastMCP's own
-        lookup before it runs."""
-        key = (name, None if version is None else (version.eq, version.gte, version.lt))
-        tool = self._tools.get(key)
-        if tool is None:
-            tool = await server.get_tool(name, version=version)
-            if tool is not None:
-                self._tools.put(key, tool)  # real tools and versions only: bounded
-        return tool
+    def _lacks_declared(self, token: AccessToken, tool: Tool) -> bool:
+        return not all(s in token.scopes
+                       for s in scopes_from_tags(tool.tags, self.scope_tag_prefix))
 
     async def lacks_declared_scopes(self, server: FastMCP[Any], token: AccessToken, name: str
                                     ) -> bool:
         """Whether `token` lacks a scope the tool `name` declares in its tags (False for an
         unknown name); a stale tool can only change a hint, never a decision."""
-        tool = await self.find_tool(server, name)
-        if tool is None:
-            return False
-        return not all(s in token.scopes
-                       for s in scopes_from_tags(tool.tags, self.scope_tag_prefix))
+        tool = await self.tools.find(server, name)
+        return tool is not None and self._lacks_declared(token, tool)
 
     async def challenge_scopes(self, server: FastMCP[Any], token: AccessToken, name: str,
                                arguments: Mapping[str, Any] | None) -> list[str]:
         """For the HTTP layer: scopes to name in a 403 before a tool call runs, or []."""
-        if not await self.lacks_declared_scopes(server, token, name):
+        tool = await self.tools.find(server, name)
+        if tool is None or not self._lacks_declared(token, tool):
             return []  # nothing more to ask, the middleware decides
-        tool = await self.find_tool(server, name)
-        if tool is None:
-            return []
         item = self.tool_item(tool, TOOLS_CALL, arguments or {})
         actual, hint = await asyncio.gather(
             self.decide(token, [item]), self.step_up_scopes(token, tool, item)
@@ -282,17 +259,11 @@ class CerbosAuthorization(Middleware):
         return result
 
     async def _may_complete(self, context: MiddlewareContext[Any]) -> bool:
-        message = context.message
-        ref = message.get("ref") if isinstance(message, Mapping) else getattr(message, "ref", None)
-        if isinstance(ref, BaseModel):
-            ref = ref.model_dump(by_alias=True)
-        fastmcp_context = context.fastmcp_context
-        if not isinstance(ref, Mapping) or fastmcp_context is None:
+        reference, server = completion_reference(context.message), _server(context)
+        if reference is None or server is None:
             return False
-        kind = str(ref.get("type"))
-        key = str(ref.get("name") if kind == "ref/prompt" else ref.get("uri"))
         # FastMCP's own resolution of the reference: the component its handler would complete
-        component = await fastmcp_context.fastmcp._completion_target(kind, key)
+        component = await server._completion_target(*reference)
         if isinstance(component, Prompt):
             item = self.prompt_item(component, PROMPTS_LIST)
         elif isinstance(component, ResourceTemplate):
@@ -313,7 +284,7 @@ class CerbosAuthorization(Middleware):
         token = get_access_token()
         server = _server(context)
         version = requested_version(context.message.meta)
-        found = await self.find_tool(server, name, version) if server is not None else None
+        found = await self.tools.find(server, name, version) if server is not None else None
         if found is None:  # asked anyway, so that timing does not tell unknown from denied
             await self.decide(token, [_unknown_item(self.resource_kind, TOOLS_CALL, name)])
             raise NotFoundError(f"Unknown tool: {name!r}")
@@ -369,21 +340,6 @@ class CerbosAuthorization(Middleware):
         if prompt is None or not decision.allowed:
             raise NotFoundError(f"Unknown prompt: {name!r}")
         return await call_next(context)
-
-
-def requested_version(meta: Mapping[str, Any] | None) -> VersionSpec | None:
-    """The component version a request pins in `_meta.fastmcp.version`, read as FastMCP reads
-    it before running that version: a string is that version; a mapping is a range (FastMCP's
-    own programmatic calls). Authorization must ask about the version that will run: versions
-    of one tool can carry different tags."""
-    fastmcp_meta = (meta or {}).get("fastmcp")
-    version = fastmcp_meta.get("version") if isinstance(fastmcp_meta, Mapping) else None
-    if isinstance(version, str):
-        return VersionSpec(eq=version)
-    if isinstance(version, Mapping):
-        bounds = {k: str(version[k]) for k in ("eq", "gte", "lt") if version.get(k) is not None}
-        return VersionSpec(**bounds) if bounds else None
-    return None
 
 
 def principal_of(token: AccessToken | None) -> Principal | None:

@@ -135,7 +135,7 @@ class ToolVisibilityCheck:
 
     async def _may_list(self, token: AccessToken, name: str) -> bool:
         try:
-            tool = await self.authorization.find_tool(self.server, name)
+            tool = await self.authorization.tools.find(self.server, name)
             if tool is None:
                 return False
             item = self.authorization.tool_item(tool, TOOLS_LIST)

@@ -9,41 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import mcp_types as mt
 import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 
 from agent_broker_demo.crm_server import build_protected_server
-from mcp_plugin import CheckItem, Decision, Principal, protect
+from mcp_plugin import protect
 from mcp_plugin.testing import Endpoint, FakeBroker
-
-
-class ScriptedPDP:
-    """Allows an item when the principal holds every `scope:` tag of it; records questions."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Principal, list[CheckItem]]] = []
-
-    async def check(self, principal: Principal, items: Sequence[CheckItem]) -> list[Decision]:
-        self.calls.append((principal, list(items)))
-        return [Decision(item, self.allows(principal, item), request_id="fake") for item in items]
-
-    @staticmethod
-    def allows(principal: Principal, item: CheckItem) -> bool:
-        tags = item.resource.attr.get("tags", [])
-        needed = {t.removeprefix("scope:") for t in tags if t.startswith("scope:")}
-        if not needed or "support" in principal.roles:
-            return False
-        arguments = item.resource.attr.get("arguments") or {}
-        if "to" in arguments and not str(arguments["to"]).endswith("@example.com"):
-            return False
-        return needed <= set(principal.attr["scopes"])
-
+from tests.unit.mcp_plugin.conftest import ScriptedPDP
 
 Serve = Callable[..., tuple[str, FakeBroker, ScriptedPDP]]
 
@@ -298,113 +275,3 @@ async def test_a_call_looks_the_tool_up_once_with_the_tool_remembered(
         for query in ("a", "b", "c"):
             await client.call_tool("search_contacts", {"query": query})
     assert lookups == ["search_contacts"] * 3
-
-
-async def test_a_remembered_tool_removed_since_is_unknown() -> None:
-    endpoint = Endpoint()
-    broker = FakeBroker(audience=endpoint.url)
-    mcp = build_protected_server(broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
-                                 redis_url=None, http_client=broker.http_client(),
-                                 decision_cache_seconds=60)
-    with endpoint.serve(mcp.http_app(path=endpoint.path)):
-        async with Client(endpoint.url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
-            await client.call_tool("search_contacts", {"query": "ada"})
-            mcp.local_provider.remove_tool("search_contacts")
-            with pytest.raises(ToolError, match=r"^Unknown tool: 'search_contacts'$"):
-                await client.call_tool("search_contacts", {"query": "ada"})
-    endpoint.close()
-
-
-async def test_a_version_pinned_call_is_asked_about_that_version() -> None:
-    """FastMCP runs the version a call pins (`_meta.fastmcp.version`); the question must carry
-    that version's tags, not the newest version's."""
-    mcp = FastMCP("versions")
-
-    @mcp.tool(name="export", version="1", tags={"scope:crm:admin"})
-    def export_v1() -> str:
-        return "everything, v1"
-
-    @mcp.tool(name="export", version="2", tags={"scope:crm:read"})
-    def export_v2() -> str:
-        return "my records, v2"
-
-    endpoint = Endpoint()
-    broker = FakeBroker(audience=endpoint.url)
-    protect(mcp, broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
-            http_client=broker.http_client(), decision_cache_seconds=60)
-    with endpoint.serve(mcp.http_app(path=endpoint.path)):
-        async with Client(endpoint.url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
-            newest = await client.call_tool("export", {})
-            with pytest.raises(ToolError, match=r"insufficient scope \(required: crm:admin\)$"):
-                await client.call_tool("export", {}, meta={"fastmcp": {"version": "1"}})
-            pinned = await client.call_tool("export", {}, meta={"fastmcp": {"version": "2"}})
-    endpoint.close()
-    assert newest.data == pinned.data == "my records, v2"
-
-
-async def test_version_pinned_prompts_and_resources_are_asked_about_that_version() -> None:
-    mcp = FastMCP("versions")
-
-    @mcp.prompt(name="brief", version="1", tags={"scope:crm:admin"})
-    def brief_v1() -> str:
-        return "everything"
-
-    @mcp.prompt(name="brief", version="2", tags={"scope:crm:read"})
-    def brief_v2() -> str:
-        return "mine"
-
-    @mcp.resource("crm://report", name="report_v1", version="1", tags={"scope:crm:admin"})
-    def report_v1() -> str:
-        return "everything"
-
-    @mcp.resource("crm://report", name="report_v2", version="2", tags={"scope:crm:read"})
-    def report_v2() -> str:
-        return "mine"
-
-    endpoint = Endpoint()
-    broker = FakeBroker(audience=endpoint.url)
-    protect(mcp, broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
-            http_client=broker.http_client())
-    with endpoint.serve(mcp.http_app(path=endpoint.path)):
-        async with Client(endpoint.url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
-            assert "mine" in str(await client.get_prompt("brief", version="2"))
-            assert "mine" in str(await client.read_resource("crm://report", version="2"))
-            with pytest.raises(Exception, match="Unknown prompt"):
-                await client.get_prompt("brief", version="1")
-            with pytest.raises(Exception, match="Resource not found"):
-                await client.read_resource("crm://report", version="1")
-    endpoint.close()
-
-
-async def test_completion_for_a_hidden_prompt_or_template_suggests_nothing() -> None:
-    """Argument completion would otherwise list values (customer names...) for a prompt or
-    resource template the caller may not even see."""
-    mcp = FastMCP("completions")
-
-    @mcp.prompt(tags={"scope:crm:admin"})
-    def export_brief(customer: str) -> str:
-        return f"export {customer}"
-
-    @mcp.resource("crm://exports/{customer}", tags={"scope:crm:admin"})
-    def export_file(customer: str) -> str:
-        return customer
-
-    @mcp.completion
-    def complete(ref: Any, argument: Any, context: Any) -> list[str]:
-        return [c for c in ("acme", "globex") if c.startswith(argument.value)]
-
-    prompt = mt.PromptReference(type="ref/prompt", name="export_brief")
-    template = mt.ResourceTemplateReference(type="ref/resource", uri="crm://exports/{customer}")
-    endpoint = Endpoint()
-    broker = FakeBroker(audience=endpoint.url)
-    protect(mcp, broker=broker.issuer, resource=endpoint.url, cerbos=ScriptedPDP(),
-            http_client=broker.http_client())
-    suggested = {}
-    with endpoint.serve(mcp.http_app(path=endpoint.path)):
-        for scope in ("crm:read", "crm:admin"):
-            async with Client(endpoint.url, auth=broker.tokens.mint(scopes=[scope])) as client:
-                suggested[scope] = [
-                    (await client.complete(ref, {"name": "customer", "value": "a"})).values
-                    for ref in (prompt, template)]
-    endpoint.close()
-    assert suggested == {"crm:read": [[], []], "crm:admin": [["acme"], ["acme"]]}

@@ -16,9 +16,10 @@ import pytest
 from fastmcp import FastMCP
 from pydantic import Field
 
-from mcp_plugin import CheckItem, Decision, Principal, protect
+from mcp_plugin import CheckItem, Decision, Principal
 from mcp_plugin.param_headers import declares_header_parameters
-from mcp_plugin.testing import Endpoint, FakeBroker
+from mcp_plugin.testing import FakeBroker
+from tests.unit.mcp_plugin.conftest import serve_protected
 
 REGION = Field(json_schema_extra={"x-mcp-header": "Region"})
 
@@ -54,14 +55,9 @@ def server() -> Iterator[tuple[str, FakeBroker, RegionPDP]]:
     def read_order(order: str) -> str:
         return order
 
-    endpoint = Endpoint()
-    broker = FakeBroker(audience=endpoint.url)
     pdp = RegionPDP()
-    protect(mcp, broker=broker.issuer, resource=endpoint.url, cerbos=pdp,
-            http_client=broker.http_client(), decision_cache_seconds=0)
-    with endpoint.serve(mcp.http_app(path=endpoint.path)):
-        yield endpoint.url, broker, pdp
-    endpoint.close()
+    with serve_protected(mcp, pdp, decision_cache_seconds=0) as (url, broker):
+        yield url, broker, pdp
 
 
 async def call(url: str, token: str, name: str, arguments: dict[str, Any],

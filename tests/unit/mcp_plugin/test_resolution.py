@@ -1,0 +1,133 @@
+"""The plugin asks Cerbos about the component FastMCP will run (mcp_plugin/resolution.py):
+the version a request pins, the tool as it is now, what a completion refers to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as mt
+import pytest
+from fastmcp import Client, FastMCP
+from fastmcp.exceptions import ToolError
+
+from agent_broker_demo.crm_server import build_server
+from mcp_plugin.resolution import completion_reference, requested_version
+from tests.unit.mcp_plugin.conftest import ScriptedPDP, serve_protected
+
+
+@pytest.mark.parametrize(("meta", "expected"), [
+    (None, None),
+    ({}, None),
+    ({"fastmcp": {"version": "1"}}, ("1", None, None)),
+    ({"fastmcp": {"version": {"gte": "1", "lt": "2"}}}, (None, "1", "2")),
+    ({"fastmcp": {"version": {}}}, None),
+    ({"fastmcp": {"version": 3}}, None),  # FastMCP reads a string only
+    ({"fastmcp": "1"}, None),
+])
+def test_the_pinned_version_is_read_as_fastmcp_reads_it(meta: Any, expected: Any) -> None:
+    version = requested_version(meta)
+    assert (None if version is None else (version.eq, version.gte, version.lt)) == expected
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ({"ref": {"type": "ref/prompt", "name": "brief"}}, ("ref/prompt", "brief")),
+    ({"ref": {"type": "ref/resource", "uri": "crm://x/{id}"}}, ("ref/resource", "crm://x/{id}")),
+    (mt.CompleteRequestParams(ref=mt.PromptReference(type="ref/prompt", name="brief"),
+                              argument=mt.CompletionArgument(name="a", value="")),
+     ("ref/prompt", "brief")),
+    ({"ref": "brief"}, None),
+    ({}, None),
+])
+def test_a_completion_reference_is_read_from_a_mapping_or_a_model(message: Any,
+                                                                   expected: Any) -> None:
+    assert completion_reference(message) == expected
+
+
+async def test_a_remembered_tool_removed_since_is_unknown() -> None:
+    mcp = build_server()
+    with serve_protected(mcp, ScriptedPDP(), decision_cache_seconds=60) as (url, broker):
+        async with Client(url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            await client.call_tool("search_contacts", {"query": "ada"})
+            mcp.local_provider.remove_tool("search_contacts")
+            with pytest.raises(ToolError, match=r"^Unknown tool: 'search_contacts'$"):
+                await client.call_tool("search_contacts", {"query": "ada"})
+
+
+async def test_a_version_pinned_call_is_asked_about_that_version() -> None:
+    """FastMCP runs the version a call pins (`_meta.fastmcp.version`); the question must carry
+    that version's tags, not the newest version's."""
+    mcp = FastMCP("versions")
+
+    @mcp.tool(name="export", version="1", tags={"scope:crm:admin"})
+    def export_v1() -> str:
+        return "everything, v1"
+
+    @mcp.tool(name="export", version="2", tags={"scope:crm:read"})
+    def export_v2() -> str:
+        return "my records, v2"
+
+    with serve_protected(mcp, ScriptedPDP(), decision_cache_seconds=60) as (url, broker):
+        async with Client(url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            newest = await client.call_tool("export", {})
+            with pytest.raises(ToolError, match=r"insufficient scope \(required: crm:admin\)$"):
+                await client.call_tool("export", {}, meta={"fastmcp": {"version": "1"}})
+            pinned = await client.call_tool("export", {}, meta={"fastmcp": {"version": "2"}})
+    assert newest.data == pinned.data == "my records, v2"
+
+
+async def test_version_pinned_prompts_and_resources_are_asked_about_that_version() -> None:
+    mcp = FastMCP("versions")
+
+    @mcp.prompt(name="brief", version="1", tags={"scope:crm:admin"})
+    def brief_v1() -> str:
+        return "everything"
+
+    @mcp.prompt(name="brief", version="2", tags={"scope:crm:read"})
+    def brief_v2() -> str:
+        return "mine"
+
+    @mcp.resource("crm://report", name="report_v1", version="1", tags={"scope:crm:admin"})
+    def report_v1() -> str:
+        return "everything"
+
+    @mcp.resource("crm://report", name="report_v2", version="2", tags={"scope:crm:read"})
+    def report_v2() -> str:
+        return "mine"
+
+    with serve_protected(mcp, ScriptedPDP()) as (url, broker):
+        async with Client(url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            assert "mine" in str(await client.get_prompt("brief", version="2"))
+            assert "mine" in str(await client.read_resource("crm://report", version="2"))
+            with pytest.raises(Exception, match="Unknown prompt"):
+                await client.get_prompt("brief", version="1")
+            with pytest.raises(Exception, match="Resource not found"):
+                await client.read_resource("crm://report", version="1")
+
+
+async def test_completion_for_a_hidden_prompt_or_template_suggests_nothing() -> None:
+    """Argument completion would otherwise list values (customer names...) for a prompt or
+    resource template the caller may not even see."""
+    mcp = FastMCP("completions")
+
+    @mcp.prompt(tags={"scope:crm:admin"})
+    def export_brief(customer: str) -> str:
+        return f"export {customer}"
+
+    @mcp.resource("crm://exports/{customer}", tags={"scope:crm:admin"})
+    def export_file(customer: str) -> str:
+        return customer
+
+    @mcp.completion
+    def complete(ref: Any, argument: Any, context: Any) -> list[str]:
+        return [c for c in ("acme", "globex") if c.startswith(argument.value)]
+
+    prompt = mt.PromptReference(type="ref/prompt", name="export_brief")
+    template = mt.ResourceTemplateReference(type="ref/resource", uri="crm://exports/{customer}")
+    suggested = {}
+    with serve_protected(mcp, ScriptedPDP()) as (url, broker):
+        for scope in ("crm:read", "crm:admin"):
+            async with Client(url, auth=broker.tokens.mint(scopes=[scope])) as client:
+                suggested[scope] = [
+                    (await client.complete(ref, {"name": "customer", "value": "a"})).values
+                    for ref in (prompt, template)]
+    assert suggested == {"crm:read": [[], []], "crm:admin": [["acme"], ["acme"]]}
