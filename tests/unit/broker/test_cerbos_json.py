@@ -26,15 +26,9 @@ from broker.pdp.cerbos import (
     to_value,
 )
 from broker.ports import DelegationQuestion
+from tests.support.strategies import claim_values
 
-# What a token's claims can hold after json.loads, minus what JSON cannot carry (tested apart)
-CLAIM = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.text()
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=6), children, max_size=3),
-    max_leaves=12,
-)
+CLAIM = claim_values(finite=True, max_leaves=12)  # what JSON cannot carry: tested apart
 ROLE = st.sampled_from(["sales_rep", "crm_admin", "user", "9bad", "a b", "ns:role", ""])
 SCOPES = st.lists(st.sampled_from(["crm:read", "crm:write", "crm:delete", "email:send"]),
                   min_size=1, max_size=4, unique=True)

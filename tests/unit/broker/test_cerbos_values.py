@@ -10,17 +10,11 @@ from typing import Any
 import pytest
 from google.protobuf import json_format, struct_pb2
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from broker.pdp.cerbos import to_value
+from tests.support.strategies import claim_values
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.text()
-    | st.floats(allow_nan=True, allow_infinity=True),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20,
-)
+JSON = claim_values()
 
 
 @settings(max_examples=300, deadline=None)
