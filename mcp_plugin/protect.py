@@ -89,18 +89,17 @@ class BrokerAuthProvider(RemoteAuthProvider):
         )
         self.verifier = verifier
         self.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(verifier.resource)))
-        self._step_up: tuple[CerbosAuthorization, FastMCP[Any]] | None = None
-        self._visibility: tuple[CerbosAuthorization, FastMCP[Any], HeaderParameterTools] | None = (
-            None)
+        self._before_dispatch: _BeforeDispatch | None = None
         self.dpop_required, self.dpop_proof_window = dpop_required, dpop_proof_window
         self.dpop_replay = dpop_replay
 
-    def enable_step_up(self, authorization: CerbosAuthorization, server: FastMCP[Any]) -> None:
-        self._step_up = (authorization, server)
-
-    def guard_header_parameters(self, authorization: CerbosAuthorization, server: FastMCP[Any],
-                                tools: HeaderParameterTools) -> None:
-        self._visibility = (authorization, server, tools)
+    def check_before_dispatch(self, authorization: CerbosAuthorization, server: FastMCP[Any],
+                              *, step_up: bool, header_tools: HeaderParameterTools | None
+                              ) -> None:
+        """The HTTP-level checks made before the MCP transport sees a request: the step-up
+        challenge (if `step_up`) and the tool visibility behind `Mcp-Param-*` header checks
+        (if the server has a schema hook to guard)."""
+        self._before_dispatch = _BeforeDispatch(authorization, server, step_up, header_tools)
 
     def metadata(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -144,22 +143,25 @@ class BrokerAuthProvider(RemoteAuthProvider):
             ),
             ASGIMiddleware(AuthContextMiddleware),
         ]
-        if self._visibility is not None:
-            authorization, server, tools = self._visibility
-            middleware.append(ASGIMiddleware(ToolVisibilityCheck, authorization=authorization,
-                                             server=server, tools=tools))
-        if self._step_up is not None:
-            authorization, server = self._step_up
-            middleware.append(
-                ASGIMiddleware(
-                    StepUpChallenge,
-                    authorization=authorization,
-                    server=server,
-                    mcp_path=urlsplit(self.verifier.resource).path or "/",
-                    resource_metadata_url=self.metadata_url,
-                )
-            )
+        checks = self._before_dispatch
+        if checks is not None and checks.header_tools is not None:
+            middleware.append(ASGIMiddleware(
+                ToolVisibilityCheck, authorization=checks.authorization, server=checks.server,
+                tools=checks.header_tools))
+        if checks is not None and checks.step_up:
+            middleware.append(ASGIMiddleware(
+                StepUpChallenge, authorization=checks.authorization, server=checks.server,
+                mcp_path=urlsplit(self.verifier.resource).path or "/",
+                resource_metadata_url=self.metadata_url))
         return middleware
+
+
+@dataclass(frozen=True, slots=True)
+class _BeforeDispatch:
+    authorization: CerbosAuthorization
+    server: FastMCP[Any]
+    step_up: bool
+    header_tools: HeaderParameterTools | None
 
 
 class ProtectionLifespan:
@@ -313,11 +315,8 @@ def protect(
         dpop_required=dpop_required, dpop_proof_window=dpop_proof_window_seconds,
         dpop_replay=dpop_replay,
     )
-    if step_up_challenge:
-        auth.enable_step_up(authorization, mcp)
-    header_tools = guard_input_schemas(mcp)
-    if header_tools is not None:
-        auth.guard_header_parameters(authorization, mcp, header_tools)
+    auth.check_before_dispatch(authorization, mcp, step_up=step_up_challenge,
+                               header_tools=guard_input_schemas(mcp))
     mcp.auth = auth
     mcp.add_middleware(authorization)
     if isinstance(cerbos, str) and isinstance(authorization.pdp, CerbosPolicyPoint):
