@@ -1,10 +1,11 @@
 """The broker as `agent-broker serve` runs it, plus routes that exist only in the bench:
 `python -m bench.broker_app --config FILE --port N`.
 
-One uvicorn process, one worker, the options of `broker.cli.serve` (no access log config of
-its own, JSON logs, no proxy headers, no server header): the exchange figures are those of
-a deployed broker process. The product app never carries these routes; they are added here
-to the app `broker.http.app.create_app` returns.
+One uvicorn process, one worker, served by `broker.http.serving.serve` exactly as
+`agent-broker serve` is (JSON logs, no proxy headers, no server header, its garbage
+collector tuning): the exchange figures are those of a deployed broker process. The
+product app never carries these routes; they are added here to the app
+`broker.http.app.create_app` returns.
 
 - `POST /bench/noop`: a FastAPI endpoint that reads nothing and returns a small JSON body,
   in the same app, process and server options: the exchange measure's baseline, the price
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse
 from broker import logs
 from broker.config_loading import load_settings
 from broker.http.app import create_app
+from broker.http.serving import serve
 
 NOOP_PATH = "/bench/noop"
 PROFILE_INTERVAL_S = 0.001  # pyinstrument's default; finer costs the process itself too much
@@ -61,8 +63,6 @@ def bench_app(config: Path) -> FastAPI:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
@@ -72,10 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", choices=("auto", "asyncio"), default="auto")
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
-    # the options of `agent-broker serve` (broker/cli.py), so the process is the deployed one
-    uvicorn.run(bench_app(args.config), host="127.0.0.1", port=args.port, log_config=None,
-                log_level=args.log_level, proxy_headers=False, server_header=False,
-                loop=args.loop)
+    # served as `agent-broker serve` serves, so the process is the deployed one
+    serve(bench_app(args.config), host="127.0.0.1", port=args.port, log_level=args.log_level,
+          loop=args.loop)
 
 
 if __name__ == "__main__":

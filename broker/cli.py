@@ -64,14 +64,12 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run one broker process."""
-    import uvicorn
-
     from broker.http.app import create_app
+    from broker.http.serving import serve as serve_app
 
     settings = _settings(config)
     logs.configure(log_level)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None,
-                log_level=log_level, proxy_headers=False, server_header=False)
+    serve_app(create_app(settings), host=host, port=port, log_level=log_level)
 
 
 @app.command()

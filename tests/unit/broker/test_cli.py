@@ -105,3 +105,30 @@ def test_agents_list(tmp_path: Path) -> None:
     ])
     result = runner.invoke(app, ["agents", "list", "--config", str(config)])
     assert result.exit_code == 0 and "research-agent" in result.output
+
+
+def test_serve_runs_the_app_tuned_and_with_the_deployed_options(tmp_path: Path, monkeypatch
+                                                                ) -> None:
+    import gc
+
+    import uvicorn
+
+    from broker import logs
+    from broker.http import serving
+
+    served: dict[str, object] = {}
+    monkeypatch.setattr(logs, "configure", lambda level: None)  # the test process's logging
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(
+        options, app=app, thresholds=gc.get_threshold()))
+    before = gc.get_threshold()
+    try:
+        result = runner.invoke(app, ["serve", "--config", str(write_config(tmp_path / "b.yaml")),
+                                     "--port", "8499", "--log-level", "warning"])
+    finally:
+        gc.set_threshold(*before)
+    assert result.exit_code == 0, result.output
+    assert served["thresholds"] == serving.GC_THRESHOLDS != before
+    assert {k: served[k] for k in ("host", "port", "log_level", "proxy_headers",
+                                   "server_header", "log_config")} == {
+        "host": "127.0.0.1", "port": 8499, "log_level": "warning", "proxy_headers": False,
+        "server_header": False, "log_config": None}
