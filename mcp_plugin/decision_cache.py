@@ -26,7 +26,6 @@ What this means, and why it is safe enough to be on by default:
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -34,7 +33,7 @@ from dataclasses import replace
 from typing import Generic, TypeVar
 
 from mcp_plugin.pdp import Decision, PolicyDecisionPoint
-from mcp_plugin.principal import CheckItem, Principal
+from mcp_plugin.principal import CheckItem, Principal, canonical_json
 
 V = TypeVar("V")
 
@@ -43,21 +42,8 @@ DEFAULT_MAX_ENTRIES = 10_000
 """A question is a few hundred bytes: about 5 MB at most."""
 
 
-def _canonical(value: object) -> str | None:
-    """One spelling per value (sorted keys), or None if JSON cannot represent it exactly:
-    a lossy spelling (`default=str`) could make two different questions one."""
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-
-
-def principal_key(principal: Principal) -> str | None:
-    return _canonical([principal.id, list(principal.roles), principal.attr])
-
-
 def item_key(item: CheckItem) -> Hashable | None:
-    attr = _canonical(item.resource.attr)
+    attr = canonical_json(item.resource.attr)
     if attr is None:
         return None
     return (item.resource.kind, item.resource.id, item.action, attr)
@@ -121,7 +107,7 @@ class CachingPolicyPoint:
         self.cache = cache
 
     async def check(self, principal: Principal, items: Sequence[CheckItem]) -> list[Decision]:
-        who = principal_key(principal)
+        who = principal.canonical
         if who is None:
             return await self.pdp.check(principal, items)
         keys = [(who, k) if (k := item_key(item)) is not None else None for item in items]

@@ -12,8 +12,10 @@ from FastMCP components; the PDP adapter turns these values into protobufs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from mcp_plugin.claims import AgentClaims, parse_claims
@@ -31,11 +33,27 @@ PROMPTS_LIST = "prompts/list"
 PROMPTS_GET = "prompts/get"
 
 
-@dataclass(frozen=True, slots=True)
+def canonical_json(value: object) -> str | None:
+    """One spelling per value (sorted keys), or None if JSON cannot represent it exactly:
+    a lossy spelling (`default=str`) could make two different questions one."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
 class Principal:
     id: str
     roles: tuple[str, ...]
     attr: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def canonical(self) -> str | None:
+        """The whole principal in one canonical spelling (the decision cache's key), written
+        once per principal: the principal of a token is remembered with the token. Never
+        mutate `attr` after this has been read."""
+        return canonical_json([self.id, list(self.roles), self.attr])
 
 
 @dataclass(frozen=True, slots=True)
