@@ -233,7 +233,7 @@ class TokenExchangeGrant:
             question = DelegationQuestion(
                 subject=subject, roles=roles, principal_attr=principal_attr,
                 agent=client.client_id, resource=request.resource,
-                scopes=sorted(decision.granted), actors=chain,
+                scopes=sorted(decision.granted), actors=chain, request_id=sid,
             )
             try:
                 allowed = await self._policy.delegable_scopes(question)

@@ -52,6 +52,10 @@ class DelegationQuestion:
     resource: str
     scopes: Sequence[str]
     actors: tuple[str, ...] = ()
+    request_id: str | None = None
+    """Sent as Cerbos's `requestId`: the exchange passes the id of the session it is opening,
+    so Cerbos's decision log and the broker's session and audit record name the same id.
+    None: the PDP client makes one up."""
 
 
 class SubjectTokenValidator(Protocol):

@@ -131,7 +131,8 @@ class CerbosPolicyPoint:
         entries = build_resources(question)
         chunks = [entries[i : i + self._chunk] for i in range(0, len(entries), self._chunk)]
         responses = await self._call(
-            asyncio.gather(*(self._client.check_resources(principal, c) for c in chunks))
+            asyncio.gather(*(self._client.check_resources(principal, c, question.request_id)
+                             for c in chunks))
         )
         allowed = set()
         for response in responses:

@@ -61,7 +61,7 @@ class CerbosHttpPolicyPoint:
                                           question.principal_attr)
         entries = cerbos_json.delegation_resources(question)
         chunks = [entries[i : i + self._chunk] for i in range(0, len(entries), self._chunk)]
-        answers = await self._call(self._check_all(principal, chunks))
+        answers = await self._call(self._check_all(principal, chunks, question.request_id))
         return frozenset(resource_id for effects in answers
                          for resource_id, actions in effects.items()
                          if actions.get(ACTION) == cerbos_json.ALLOW)
@@ -82,19 +82,19 @@ class CerbosHttpPolicyPoint:
 
         await self._call(health())
 
-    async def _check_all(self, principal: cerbos_json.Json, chunks: list[list[cerbos_json.Json]]
-                         ) -> list[dict[str, Mapping[str, str]]]:
+    async def _check_all(self, principal: cerbos_json.Json, chunks: list[list[cerbos_json.Json]],
+                         request_id: str | None) -> list[dict[str, Mapping[str, str]]]:
         if len(chunks) == 1:  # the usual case: no task group to set up
-            return [await self._check(principal, chunks[0])]
+            return [await self._check(principal, chunks[0], request_id)]
         # A task group, not gather: when one chunk fails the others are cancelled, not left
         # running past the deadline.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._check(principal, c)) for c in chunks]
+            tasks = [group.create_task(self._check(principal, c, request_id)) for c in chunks]
         return [t.result() for t in tasks]
 
-    async def _check(self, principal: cerbos_json.Json, resources: list[cerbos_json.Json]
-                     ) -> dict[str, Mapping[str, str]]:
-        body = cerbos_json.request_body(principal, resources, str(uuid.uuid4()))
+    async def _check(self, principal: cerbos_json.Json, resources: list[cerbos_json.Json],
+                     request_id: str | None = None) -> dict[str, Mapping[str, str]]:
+        body = cerbos_json.request_body(principal, resources, request_id or str(uuid.uuid4()))
         status, answer = await self._pool.request("POST", cerbos_json.CHECK_PATH, body)
         if status != 200:
             raise _BadStatus(status)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +71,30 @@ async def test_same_answers_as_grpc(cerbos_service: CerbosService, chunk: int) -
     # the questions tell the policy's cases apart, or the comparison would prove little
     assert len(set(allowed)) >= 4 and frozenset() in allowed
     assert frozenset({"crm:read", "crm:write", "crm:delete"}) <= allowed[2]
+
+
+async def test_the_session_id_is_cerboss_request_id_on_both_transports(
+        cerbos_service: CerbosService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cerbos echoes the requestId it was sent: its decision log names the agent session."""
+    question = replace(QUESTIONS[0], request_id="session-7Hq2")
+    echoed: list[str] = []
+    async with points(cerbos_service, chunk=2) as (grpc, rest):
+        grpc_check, rest_request = grpc._client.check_resources, rest.pool.request
+
+        async def grpc_spy(*args: Any, **kwargs: Any) -> Any:
+            response = await grpc_check(*args, **kwargs)
+            echoed.append(response.request_id)
+            return response
+
+        async def rest_spy(method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+            status, answer = await rest_request(method, path, body)
+            echoed.append(json.loads(answer)["requestId"])
+            return status, answer
+
+        monkeypatch.setattr(grpc._client, "check_resources", grpc_spy)
+        monkeypatch.setattr(rest.pool, "request", rest_spy)
+        assert await grpc.delegable_scopes(question) == await rest.delegable_scopes(question)
+    assert echoed == ["session-7Hq2"] * 6  # three chunks each, one id
 
 
 async def test_admin_checks_as_grpc(cerbos_service: CerbosService) -> None:

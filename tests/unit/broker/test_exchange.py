@@ -111,6 +111,7 @@ async def test_direct_exchange_is_the_intersection_and_records_why(world) -> Non
     assert session.actors == ("agent",) and session.parent_sid is None
     assert len(policy.questions) == 1, "one batched PDP question per exchange"
     assert policy.questions[0].principal_attr == {"sub": "alice", "email_verified": True}
+    assert policy.questions[0].request_id == session.sid  # Cerbos's log names the session
     token = tokens.verify(result.access_token, ring, issuer=ISSUER, now=T0, leeway=0,
                           audience=MCP)
     assert token.claims["act"] == {"sub": "agent"}
