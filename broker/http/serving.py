@@ -9,8 +9,9 @@ exchange in flight. Sampled with py-spy under 32 concurrent exchanges, `gc_colle
 was 7% of the worker's CPU, the largest single cost left that is not the exchange's own work.
 A young threshold of 10,000 collects about fourteen times less often; objects freed by
 reference counting (nearly all of them) never wait for it, so memory is unchanged in
-practice, and only garbage in reference cycles lives a little longer. Measured: 1.06x the
-exchanges per CPU-second (median of 8 interleaved pairs, 7 above 1; docs/performance.md).
+practice, and only garbage in reference cycles lives a little longer. Measured: 1.06x and
+1.09x the exchanges per CPU-second in two interleaved A/Bs (medians of 8 and 10 pairs, 7 and
+9 of them above 1; docs/performance.md).
 The older generations' thresholds are raised with it, which makes full collections (the
 long pauses behind a p99) rarer too.
 """
