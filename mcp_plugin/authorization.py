@@ -36,6 +36,7 @@ from fastmcp.server.auth import AccessToken
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.utilities.versions import VersionSpec
 from pydantic import BaseModel
 
 from mcp_plugin.claims import ClaimsError
@@ -199,9 +200,11 @@ class CerbosAuthorization(Middleware):
         return tool is not None and self._lacks_declared(token, tool)
 
     async def challenge_scopes(self, server: FastMCP[Any], token: AccessToken, name: str,
-                               arguments: Mapping[str, Any] | None) -> list[str]:
-        """For the HTTP layer: scopes to name in a 403 before a tool call runs, or []."""
-        tool = await self.tools.find(server, name)
+                               arguments: Mapping[str, Any] | None,
+                               version: VersionSpec | None = None) -> list[str]:
+        """For the HTTP layer: scopes to name in a 403 before a tool call runs, or []; about
+        the version the call pins, the one FastMCP will run."""
+        tool = await self.tools.find(server, name, version)
         if tool is None or not self._lacks_declared(token, tool):
             return []  # nothing more to ask, the middleware decides
         item = self.tool_item(tool, TOOLS_CALL, arguments or {})

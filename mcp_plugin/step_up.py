@@ -15,6 +15,12 @@ Cost on the common path: on the modern transport, whose `Mcp-Method`/`Mcp-Name` 
 the tool, a look at the tool's remembered declared scopes, and the body is not read; otherwise
 one substring test of the body, and for a `tools/call` one JSON parse and a tool lookup. Cerbos
 is asked here only when a declared scope is missing.
+
+Versions: the challenge is about the version the body pins (`_meta.fastmcp.version`), the one
+FastMCP will run, so a pinned call its version allows is never refused for a newer version's
+scopes. The header shortcut looks at the newest version only: a pinned version that declares
+more than the newest is not challenged here, and its caller gets the same scopes named in the
+tool error instead (`CerbosAuthorization.on_call_tool`).
 """
 
 from __future__ import annotations
@@ -22,15 +28,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastmcp.server.auth import AccessToken
+from fastmcp.utilities.versions import VersionSpec
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_plugin.dpop_auth import ALGS, bound_key
 from mcp_plugin.param_headers import named_tool_call
+from mcp_plugin.resolution import requested_version
 
 if TYPE_CHECKING:
     from fastmcp import FastMCP
@@ -53,8 +62,17 @@ def challenge_header(scopes: list[str], resource_metadata_url: str, description:
     )
 
 
-def tool_call_of(body: bytes) -> tuple[str, Mapping[str, Any] | None] | None:
-    """(name, arguments) if the body is one JSON-RPC tools/call request, else None."""
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """What a tools/call body asks for: the tool, its arguments, the version it pins."""
+
+    name: str
+    arguments: Mapping[str, Any] | None
+    version: VersionSpec | None
+
+
+def tool_call_of(body: bytes) -> ToolCall | None:
+    """The call if the body is one JSON-RPC tools/call request, else None."""
     if b"tools/call" not in body:
         return None
     try:
@@ -67,7 +85,9 @@ def tool_call_of(body: bytes) -> tuple[str, Mapping[str, Any] | None] | None:
     if not isinstance(params, dict) or not isinstance(params.get("name"), str):
         return None
     arguments = params.get("arguments")
-    return params["name"], arguments if isinstance(arguments, dict) else None
+    meta = params.get("_meta")
+    return ToolCall(params["name"], arguments if isinstance(arguments, dict) else None,
+                    requested_version(meta if isinstance(meta, dict) else None))
 
 
 class StepUpChallenge:
@@ -106,7 +126,7 @@ class StepUpChallenge:
         body, more_body = await _read_body(receive)
         call = None if more_body else tool_call_of(body)
         if call is not None:
-            scopes = await self._missing_scopes(user.access_token, *call)
+            scopes = await self._missing_scopes(user.access_token, call)
             if scopes:
                 await self._send_challenge(send, scopes,
                                            dpop=bound_key(user.access_token) is not None)
@@ -120,11 +140,10 @@ class StepUpChallenge:
             logger.warning("step-up pre-check failed (%s)", type(exc).__name__)
             return True
 
-    async def _missing_scopes(
-        self, token: AccessToken, name: str, arguments: Mapping[str, Any] | None
-    ) -> list[str]:
+    async def _missing_scopes(self, token: AccessToken, call: ToolCall) -> list[str]:
         try:
-            return await self.authorization.challenge_scopes(self.server, token, name, arguments)
+            return await self.authorization.challenge_scopes(
+                self.server, token, call.name, call.arguments, call.version)
         except Exception as exc:  # noqa: BLE001 - no hint then; the middleware still decides
             logger.warning("step-up check failed (%s); passing the call on", type(exc).__name__)
             return []

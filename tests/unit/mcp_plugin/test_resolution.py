@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import mcp_types as mt
 import pytest
 from fastmcp import Client, FastMCP
@@ -131,3 +132,38 @@ async def test_completion_for_a_hidden_prompt_or_template_suggests_nothing() -> 
                     (await client.complete(ref, {"name": "customer", "value": "a"})).values
                     for ref in (prompt, template)]
     assert suggested == {"crm:read": [[], []], "crm:admin": [["acme"], ["acme"]]}
+
+
+async def test_a_call_pinned_to_a_version_it_may_run_gets_no_step_up_for_the_newest() -> None:
+    """The HTTP step-up challenge (403 before dispatch) is about the version the call pins: a
+    call the pinned version allows runs, whatever scopes a newer version declares."""
+    mcp = FastMCP("versions")
+
+    @mcp.tool(name="export", version="1", tags={"scope:crm:read"})
+    def export_v1() -> str:
+        return "my records, v1"
+
+    @mcp.tool(name="export", version="2", tags={"scope:crm:admin"})
+    def export_v2() -> str:
+        return "everything, v2"
+
+    def call(meta: dict[str, Any] | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": "export", "arguments": {}}
+        if meta is not None:
+            params["_meta"] = meta
+        return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+
+    with serve_protected(mcp, ScriptedPDP(), decision_cache_seconds=60) as (url, broker):
+        headers = {"Authorization": f"Bearer {broker.tokens.mint(scopes=['crm:read'])}",
+                   "Accept": "application/json, text/event-stream"}
+        async with httpx.AsyncClient(headers=headers) as http:
+            pinned = await http.post(url, json=call({"fastmcp": {"version": "1"}}))
+            newest = await http.post(url, json=call(None))
+        async with Client(url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            modern = await client.call_tool("export", {}, meta={"fastmcp": {"version": "1"}})
+    # no session, so the transport answers what passes the pre-check with a 400; what counts
+    # is that the pinned call was not challenged, and that a real client's call runs
+    assert pinned.status_code != 403
+    assert modern.data == "my records, v1"  # with Mcp-Name, the pre-check reads the body too
+    assert newest.status_code == 403
+    assert 'scope="crm:admin"' in newest.headers["www-authenticate"]

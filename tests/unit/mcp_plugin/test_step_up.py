@@ -13,9 +13,16 @@ from mcp_plugin.step_up import challenge_header, tool_call_of
     ("body", "expected"),
     [
         pytest.param({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": "t", "arguments": {"a": 1}}}, ("t", {"a": 1}), id="call"),
+                      "params": {"name": "t", "arguments": {"a": 1}}}, ("t", {"a": 1}, None),
+                     id="call"),
         pytest.param({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": "t"}}, ("t", None), id="no-arguments"),
+                      "params": {"name": "t"}}, ("t", None, None), id="no-arguments"),
+        pytest.param({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "t", "_meta": {"fastmcp": {"version": "1"}}}},
+                     ("t", None, ("1", None, None)), id="pinned-version"),
+        pytest.param({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "t", "_meta": "v1"}}, ("t", None, None),
+                     id="meta-not-an-object"),
         pytest.param({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, None, id="list"),
         pytest.param({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}, None,
                      id="no-name"),
@@ -23,7 +30,10 @@ from mcp_plugin.step_up import challenge_header, tool_call_of
     ],
 )
 def test_tool_call_of(body: object, expected: object) -> None:
-    assert tool_call_of(json.dumps(body).encode()) == expected
+    call = tool_call_of(json.dumps(body).encode())
+    version = None if call is None or call.version is None else (
+        call.version.eq, call.version.gte, call.version.lt)
+    assert (None if call is None else (call.name, call.arguments, version)) == expected
 
 
 def test_tool_call_of_garbage() -> None:
