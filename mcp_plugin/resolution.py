@@ -2,7 +2,9 @@
 
 - `requested_version`: the version a request pins in `_meta.fastmcp.version` (versions of one
   tool can carry different tags).
-- `ToolLookup`: FastMCP's own tool lookup, remembered for as long as decisions are.
+- `ToolLookup`: FastMCP's own tool lookup, remembered for as long as decisions are; an app's
+  backend tool called by its hashed address (`__<hash>_<name>`) is found as FastMCP finds it,
+  so Cerbos is asked about that tool, by its name.
 - `completion_reference`: what a `completion/complete` request refers to.
 """
 
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastmcp import FastMCP
+from fastmcp.server.providers.addressing import parse_hashed_backend_name
 from fastmcp.tools.base import Tool
 from fastmcp.utilities.versions import VersionSpec
 from pydantic import BaseModel
@@ -52,6 +55,10 @@ class ToolLookup:
         tool = self._tools.get(key)
         if tool is None:
             tool = await server.get_tool(name, version=version)
+            if tool is None and (hashed := parse_hashed_backend_name(name)) is not None:
+                # an app's backend tool addressed as `__<hash>_<name>`: FastMCP's own fallback,
+                # in its order (and, as FastMCP does, without the version)
+                tool = await server.get_tool_by_hash(*hashed)
             if tool is not None:
                 self._tools.put(key, tool)  # real tools and versions only: bounded
         return tool

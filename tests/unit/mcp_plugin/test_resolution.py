@@ -8,10 +8,12 @@ from typing import Any
 import httpx
 import mcp_types as mt
 import pytest
-from fastmcp import Client, FastMCP
+from fastmcp import Client, FastMCP, FastMCPApp
 from fastmcp.exceptions import ToolError
+from fastmcp.server.providers.addressing import hashed_backend_name
 
 from agent_broker_demo.crm_server import build_server
+from mcp_plugin.pdp import Decision
 from mcp_plugin.resolution import completion_reference, requested_version
 from tests.unit.mcp_plugin.conftest import ScriptedPDP, serve_protected
 
@@ -167,3 +169,43 @@ async def test_a_call_pinned_to_a_version_it_may_run_gets_no_step_up_for_the_new
     assert modern.data == "my records, v1"  # with Mcp-Name, the pre-check reads the body too
     assert newest.status_code == 403
     assert 'scope="crm:admin"' in newest.headers["www-authenticate"]
+
+
+class AllowsWriters:
+    """Allows `tools/call::save_contact` to a principal holding crm:write; records questions."""
+
+    def __init__(self) -> None:
+        self.actions: list[tuple[str, str]] = []
+
+    async def check(self, principal: Any, items: Any) -> list[Decision]:
+        self.actions += [(item.action, item.resource.id) for item in items]
+        return [Decision(item, item.action == "tools/call::save_contact"
+                         and "crm:write" in principal.attr["scopes"], request_id="fake")
+                for item in items]
+
+
+async def test_an_app_backend_tool_called_by_its_hashed_address_is_asked_about_by_name() -> None:
+    """FastMCP apps' backend tools are called as `__<hash>_<name>`; FastMCP resolves that
+    address to the tool, and Cerbos is asked about that tool, under its own name."""
+    app = FastMCPApp("Dashboard")
+
+    @app.tool()
+    def save_contact(name: str) -> str:
+        return f"saved {name}"
+
+    mcp = FastMCP("platform")
+    mcp.add_provider(app)
+    address = hashed_backend_name("Dashboard", "save_contact")
+    pdp = AllowsWriters()
+    with serve_protected(mcp, pdp, decision_cache_seconds=0) as (url, broker):
+        async with Client(url, auth=broker.tokens.mint(scopes=["crm:write"])) as client:
+            saved = await client.call_tool(address, {"name": "ada"})
+        async with Client(url, auth=broker.tokens.mint(scopes=["crm:read"])) as client:
+            with pytest.raises(ToolError, match=rf"^Unknown tool: '{address}'$"):
+                await client.call_tool(address, {"name": "ada"})
+            with pytest.raises(ToolError, match=r"^Unknown tool: '__0123456789ab_save_contact'$"):
+                await client.call_tool("__0123456789ab_save_contact", {"name": "ada"})
+    assert saved.data == "saved ada"
+    bogus = "__0123456789ab_save_contact"  # a hash no app tool carries: unknown, still asked
+    assert [a for a in pdp.actions if a[0].startswith("tools/call")] == [
+        ("tools/call::save_contact", "save_contact")] * 2 + [(f"tools/call::{bogus}", bogus)]
