@@ -359,7 +359,7 @@ def principal_of(token: AccessToken | None) -> Principal | None:
 class TokenPrincipals:
     """The principal of each token, built once: an agent presents the same token on many
     requests, and building it (claims parsed, then written canonically for the decision
-    cache) was a sixth of what a cached decision cost. Remembered by the token's text and
+    cache) was about a third of a cached decision's own cost. Remembered by the token's text and
     used again only for equal claims, so whatever verifier produced the token (one whose
     claims could change for the same text included), the principal is always that of the
     claims at hand. Bounded; oldest dropped first."""
