@@ -63,6 +63,10 @@ class CerbosSettings(_Strict):
     """Speak TLS to Cerbos's gRPC API; for the REST API an `https://` address says it."""
     max_resources_per_request: int = Field(default=50, ge=1)
     """Cerbos's per-request resource limit: larger checks are sent in chunks of this size."""
+    rest_max_connections: int = Field(default=16, ge=1, le=1024)
+    """REST API only: keep-alive connections to Cerbos at most, each carrying one request at
+    a time; more requests wait their turn within `timeout_ms`. Size it to the exchanges one
+    process has in flight (gRPC multiplexes over one connection and needs no such setting)."""
 
     @field_validator("address")
     @classmethod
@@ -83,6 +87,9 @@ class CerbosSettings(_Strict):
         if self.tls and self.address.startswith("http://"):
             raise ValueError("`tls` is for the gRPC API; use an https:// address for TLS to "
                              "the REST API")
+        if "rest_max_connections" in self.model_fields_set and not self.rest:
+            raise ValueError("`rest_max_connections` is for the REST API (an http(s):// "
+                             "address); the gRPC API multiplexes over one connection")
         return self
 
     @property

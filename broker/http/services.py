@@ -67,7 +67,8 @@ def _policy_point(settings: BrokerSettings) -> CerbosPolicyPoint | CerbosHttpPol
     cerbos = settings.cerbos
     if cerbos.rest:
         return CerbosHttpPolicyPoint(cerbos.address, timeout_ms=cerbos.timeout_ms,
-                                     max_resources_per_request=cerbos.max_resources_per_request)
+                                     max_resources_per_request=cerbos.max_resources_per_request,
+                                     max_connections=cerbos.rest_max_connections)
     return CerbosPolicyPoint(cerbos.address, timeout_ms=cerbos.timeout_ms, tls=cerbos.tls,
                              max_resources_per_request=cerbos.max_resources_per_request)
 

@@ -24,7 +24,8 @@ from broker.pdp.http11 import Http11Pool, HttpProtocolError
 from broker.ports import DelegationQuestion
 
 MAX_CONNECTIONS = 16
-"""Requests in flight to Cerbos at once; more wait their turn (within the call's deadline)."""
+"""Requests in flight to Cerbos at once by default (`cerbos.rest_max_connections`); more wait
+their turn (within the call's deadline)."""
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from broker.config import BrokerSettings
 from broker.errors import DependencyUnavailable
+from broker.http.services import _policy_point
 from broker.pdp.cerbos import AdminCheck, AdminPrincipal, CerbosPolicyPoint
 from broker.pdp.cerbos_http import CerbosHttpPolicyPoint
 from broker.ports import DelegationQuestion
@@ -95,6 +97,22 @@ async def test_the_session_id_is_cerboss_request_id_on_both_transports(
         monkeypatch.setattr(rest.pool, "request", rest_spy)
         assert await grpc.delegable_scopes(question) == await rest.delegable_scopes(question)
     assert echoed == ["session-7Hq2"] * 6  # three chunks each, one id
+
+
+async def test_the_configured_connection_limit_holds(cerbos_service: CerbosService) -> None:
+    """`cerbos.rest_max_connections: 1`: three chunks at once share one connection in turn."""
+    settings = BrokerSettings(cerbos={"address": cerbos_service.http_url,
+                                      "max_resources_per_request": 2,
+                                      "rest_max_connections": 1})
+    rest = _policy_point(settings)
+    assert isinstance(rest, CerbosHttpPolicyPoint)
+    async with points(cerbos_service) as (grpc, _):
+        try:
+            assert await rest.delegable_scopes(QUESTIONS[0]) == await grpc.delegable_scopes(
+                QUESTIONS[0])
+            assert rest.pool.opened == 1
+        finally:
+            await rest.close()
 
 
 async def test_admin_checks_as_grpc(cerbos_service: CerbosService) -> None:
