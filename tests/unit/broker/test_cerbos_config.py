@@ -72,7 +72,7 @@ def test_tls_is_the_grpc_switch_not_http() -> None:
 def test_the_rest_connection_limit_is_for_the_rest_api_only() -> None:
     with pytest.raises(ConfigError, match="rest_max_connections` is for the REST API"):
         load_settings_with({"cerbos": {"address": "cerbos:3593", "rest_max_connections": 4}})
-    with pytest.raises(ConfigError, match="cerbos.rest_max_connections"):
+    with pytest.raises(ConfigError, match=r"cerbos\.rest_max_connections"):
         load_settings_with({"cerbos": {"address": "http://cerbos:3592",
                                        "rest_max_connections": 0}})
     assert CerbosSettings(address="http://cerbos:3592", rest_max_connections=4
