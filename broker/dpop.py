@@ -19,7 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +38,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 class InvalidProof(Exception):
     """The proof is missing, malformed, or does not match this request (log-only reason)."""
+
+
+class NonceRequired(InvalidProof):
+    """The proof is good but for its `nonce`: missing, stale or not this server's. The answer
+    is `use_dpop_nonce` with a fresh nonce (RFC 9449 §8, §9), not `invalid_dpop_proof`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +126,12 @@ def validate_proof(
     now: float,
     window: int,
     access_token: str | None = None,
+    nonce: Callable[[object], bool] | None = None,
 ) -> Proof:
     """Check `proof` for a `method` request to `uri` (the URI as this server knows itself,
-    never as a proxy rewrote it). With `access_token`, `ath` must match it."""
+    never as a proxy rewrote it). With `access_token`, `ath` must match it. With `nonce`
+    (a `NonceIssuer.accepts`), the `nonce` claim must pass it, checked last: a proof wrong in
+    any other way is `InvalidProof`, and only then `NonceRequired`."""
     header = _header(proof)
     jwk = header["jwk"]
     try:
@@ -153,4 +161,6 @@ def validate_proof(
         if not isinstance(ath, str) or not hmac.compare_digest(
                 ath.encode(), access_token_hash(access_token).encode()):
             raise InvalidProof("ath does not match the access token")
+    if nonce is not None and not nonce(claims.get("nonce")):
+        raise NonceRequired("nonce is missing, stale or not ours")
     return Proof(jkt=jwk_thumbprint(jwk), jti=jti, expires_at=int(iat) + window + 1)

@@ -14,7 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import broker.dpop
+import broker.dpop_nonce
 import mcp_plugin.dpop
+import mcp_plugin.dpop_nonce
 from tests.support.dpop import (
     DPoPKey,
     forged_proof,
@@ -34,10 +36,11 @@ ROOT = Path(__file__).resolve().parents[2]
 twins = pytest.mark.parametrize("dpop", [broker.dpop, mcp_plugin.dpop], ids=["broker", "plugin"])
 
 
-def test_the_twins_are_identical() -> None:
-    """broker and mcp_plugin may not import each other, so the checker is copied: a fix to
-    one copy that misses the other fails here."""
-    assert (ROOT / "broker/dpop.py").read_bytes() == (ROOT / "mcp_plugin/dpop.py").read_bytes()
+@pytest.mark.parametrize("module", ["dpop.py", "dpop_nonce.py"])
+def test_the_twins_are_identical(module: str) -> None:
+    """broker and mcp_plugin may not import each other, so the checker and the nonces are
+    copied: a fix to one copy that misses the other fails here."""
+    assert (ROOT / "broker" / module).read_bytes() == (ROOT / "mcp_plugin" / module).read_bytes()
 
 
 def _key(alg: str) -> DPoPKey:
@@ -175,3 +178,72 @@ def test_thumbprint_matches_rfc_7638_example(dpop: ModuleType) -> None:
     jwk = {"kty": "OKP", "crv": "Ed25519",
            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
     assert dpop.jwk_thumbprint(jwk) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+
+
+nonce_twins = pytest.mark.parametrize("nonces", [broker.dpop_nonce, mcp_plugin.dpop_nonce],
+                                      ids=["broker", "plugin"])
+SECRET = "s" * 32
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@nonce_twins
+def test_a_nonce_lives_from_one_to_two_periods(nonces: ModuleType) -> None:
+    clock = Clock(60 * 1000)  # the start of a period
+    issuer = nonces.NonceIssuer(SECRET, URL, period=60, clock=clock)
+    nonce = issuer.current()
+    assert len(nonce) == 32 and issuer.current() is nonce  # once per period
+    clock.now += 119
+    assert issuer.accepts(nonce) and issuer.current() != nonce
+    clock.now += 1
+    assert not issuer.accepts(nonce)
+    clock.now = 60 * 999 + 30  # a replica whose clock is a period behind
+    assert issuer.accepts(nonce)
+
+
+@nonce_twins
+def test_replicas_share_nonces_and_servers_do_not(nonces: ModuleType) -> None:
+    clock = Clock()
+    here = nonces.NonceIssuer(SECRET, URL, clock=clock)
+    replica = nonces.NonceIssuer(SECRET.encode(), URL, clock=clock)
+    assert replica.accepts(here.current())
+    assert not nonces.NonceIssuer(SECRET, "https://mcp.example.com/mcp",
+                                  clock=clock).accepts(here.current())
+    assert not nonces.NonceIssuer("t" * 32, URL, clock=clock).accepts(here.current())
+
+
+@nonce_twins
+@pytest.mark.parametrize("value", [None, 7, "", "x" * 32, "é" * 32, "A" * 31 + "=",
+                                   "+" * 32, ["n"]])
+def test_anything_else_is_refused(nonces: ModuleType, value: Any) -> None:
+    issuer = nonces.NonceIssuer(SECRET, URL, clock=Clock())
+    assert not issuer.accepts(value)
+    nonce = issuer.current()
+    flipped = nonce[:-2] + ("A" if nonce[-2] != "A" else "B") + nonce[-1]
+    assert not issuer.accepts(flipped)
+
+
+@nonce_twins
+def test_a_short_secret_is_refused(nonces: ModuleType) -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        nonces.NonceIssuer("short", URL)
+
+
+@twins
+def test_a_required_nonce_is_checked_after_everything_else(dpop: ModuleType) -> None:
+    issuer = broker.dpop_nonce.NonceIssuer(SECRET, URL, clock=Clock())
+    key = _key("EdDSA")
+    check = dict(method="POST", uri=URL, now=NOW, window=WINDOW, nonce=issuer.accepts)
+    assert dpop.validate_proof(key.proof("POST", URL, nonce=issuer.current()), **check)
+    for nonce in (None, "stale-or-made-up"):
+        with pytest.raises(dpop.NonceRequired):
+            dpop.validate_proof(key.proof("POST", URL, nonce=nonce), **check)
+    with pytest.raises(dpop.InvalidProof) as caught:  # wrong otherwise: not a nonce problem
+        dpop.validate_proof(key.proof("GET", URL), **check)
+    assert not isinstance(caught.value, dpop.NonceRequired)
