@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from broker.dpop_nonce import MIN_SECRET_BYTES as MIN_NONCE_SECRET_BYTES
 from broker.scopes import check_scope_syntax
 from broker.secrets import check_hash_format
 
@@ -272,6 +273,12 @@ class BrokerSettings(BaseSettings):
     dpop_proof_window_seconds: int = Field(default=60, ge=5, le=300)
     """A DPoP proof's `iat` may be this far from our clock, either way; its `jti` is
     remembered in Redis that long, so a proof is accepted once across all broker processes."""
+    dpop_nonce_secret: SecretStr | None = None
+    """Set it (at least 32 bytes, the same on every broker process) to require DPoP nonces
+    (RFC 9449 §8) at the token endpoint: a proof must carry a nonce this broker issued in the
+    last one to two minutes, which bounds proofs signed ahead of time by someone who held an
+    agent's key for a moment. A proof without one gets 400 `use_dpop_nonce` and the nonce in
+    `DPoP-Nonce`; `broker.client` retries with it. Unset: no nonces."""
     signing: SigningSettings = SigningSettings()
     redis_url: str = "redis://127.0.0.1:6380/0"
     """Sessions, revocations and the audit trail; run Redis with AOF."""
@@ -298,6 +305,13 @@ class BrokerSettings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
 
     _issuer = field_validator("issuer")(lambda v: _check_absolute_uri(v).rstrip("/"))
+
+    @field_validator("dpop_nonce_secret")
+    @classmethod
+    def _nonce_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().encode()) < MIN_NONCE_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_NONCE_SECRET_BYTES} bytes")
+        return v
 
     @model_validator(mode="after")
     def _cross_references(self) -> BrokerSettings:

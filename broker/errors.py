@@ -77,6 +77,14 @@ class InvalidDPoPProof(OAuthError):
     default_description = "The DPoP proof is missing or invalid."
 
 
+class UseDPoPNonce(OAuthError):
+    """RFC 9449 §8: the broker requires DPoP nonces and the proof carried none, or a stale
+    one. The response's `DPoP-Nonce` header holds the nonce to sign into a new proof."""
+
+    error = "use_dpop_nonce"
+    default_description = "Resend with a new DPoP proof carrying the nonce in DPoP-Nonce."
+
+
 class TemporarilyUnavailable(OAuthError):
     """A dependency (Redis, Cerbos, an upstream JWKS) did not answer in time: fail closed."""
 

@@ -20,8 +20,11 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 log = logging.getLogger(__name__)
 
 
-def oauth_response(exc: OAuthError, *, basic_challenge: bool = False) -> JSONResponse:
+def oauth_response(exc: OAuthError, *, basic_challenge: bool = False,
+                   dpop_nonce: str | None = None) -> JSONResponse:
     headers = dict(NO_STORE)
+    if dpop_nonce is not None:  # RFC 9449 §8: on use_dpop_nonce, and any answer to a proof
+        headers["DPoP-Nonce"] = dpop_nonce
     if isinstance(exc, InvalidClient) and basic_challenge:
         headers["WWW-Authenticate"] = 'Basic realm="agent-broker", charset="UTF-8"'
     if isinstance(exc, InvalidToken):  # RFC 6750 §3
@@ -32,10 +35,17 @@ def oauth_response(exc: OAuthError, *, basic_challenge: bool = False) -> JSONRes
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
+def dpop_nonce(request: Request) -> str | None:
+    """The DPoP nonce to answer this request with (set by `broker.http.dpop.proven_key`)."""
+    nonce = getattr(request.state, "dpop_nonce", None)
+    return nonce if isinstance(nonce, str) else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_oauth_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, OAuthError)
-        return oauth_response(exc, basic_challenge="authorization" in request.headers)
+        return oauth_response(exc, basic_challenge="authorization" in request.headers,
+                              dpop_nonce=dpop_nonce(request))
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         return oauth_response(InvalidRequest())

@@ -20,7 +20,7 @@ from broker.errors import (
 from broker.exchange import GRANT_TYPE, bound_key, parse_exchange_request
 from broker.http import openapi_docs as docs
 from broker.http.dpop import proven_key
-from broker.http.errors import NO_STORE
+from broker.http.errors import NO_STORE, dpop_nonce
 from broker.http.forms import read_form
 from broker.http.metrics import EXCHANGE_SECONDS, EXCHANGES
 from broker.http.services import BrokerServices
@@ -88,7 +88,9 @@ async def token(request: Request) -> JSONResponse:
                "resource": session.resource, "granted": list(session.scopes_granted),
                "dropped": [[d.scope, d.reason] for d in session.scopes_dropped]},
     )
-    return JSONResponse(result.to_body(), headers=NO_STORE)
+    nonce = dpop_nonce(request)
+    return JSONResponse(result.to_body(),
+                        headers=NO_STORE if nonce is None else {**NO_STORE, "DPoP-Nonce": nonce})
 
 
 @router.post("/oauth2/introspect", openapi_extra=docs.INTROSPECT_FORM,

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from broker.admin.service import AdminService
 from broker.client_assertion import ClientAssertionVerifier
 from broker.config import BrokerSettings, PrivateKeyJwtAuth
+from broker.dpop_nonce import NonceIssuer
 from broker.exchange import TokenExchangeGrant
 from broker.http.client_auth import ClientAuthenticator, Registration
 from broker.http.rate_limit import FailedAuthLimiter
@@ -51,6 +52,8 @@ class BrokerServices:
     """Every client authentication goes through it (failed-attempt rate limit)."""
     replay: redis_stores.RedisReplayCache
     """Single-use `jti`s: client assertions and DPoP proofs."""
+    nonces: NonceIssuer | None = None
+    """DPoP nonces of the token endpoint (`dpop_nonce_secret`); None: not required."""
 
     @property
     def token_endpoint(self) -> str:
@@ -129,4 +132,15 @@ def build_services(settings: BrokerSettings, clock: Clock = time.time) -> Broker
         agent_auth=agent_auth, resource_auth=resource_auth, admin=admin,
         admin_tokens=admin_tokens,
         auth_limiter=FailedAuthLimiter(*edge, settings=settings.rate_limits), replay=replay,
+        nonces=_nonces(settings, clock),
     )
+
+
+def _nonces(settings: BrokerSettings, clock: Clock) -> NonceIssuer | None:
+    secret = settings.dpop_nonce_secret
+    if secret is None:
+        return None
+    # bound to the token endpoint's public URI: a resource server sharing the secret by
+    # mistake still cannot use the broker's nonces, nor the broker theirs
+    return NonceIssuer(secret.get_secret_value(), f"{settings.issuer}/oauth2/token",
+                       clock=clock)

@@ -332,3 +332,63 @@ def test_a_server_requiring_dpop_says_so_and_refuses_bearer_tokens(
     assert call_crm(strict_crm, token, proof=key.proof("POST", CRM, access_token=token)
                     ).status_code == 200
 
+
+
+# Nonces (RFC 9449 §8): a broker with `dpop_nonce_secret`
+
+NONCE_SECRET = "a-nonce-secret-of-at-least-32-bytes!"
+
+
+@pytest.fixture(scope="module")
+def nonce_broker(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
+                 oidc_issuer: str, trusted_idp: Server) -> Broker:
+    return start_broker(redis_url=redis_url, cerbos_address=cerbos_address,
+                        dpop_nonce_secret=NONCE_SECRET,
+                        **security_overrides(oidc_issuer, trusted_idp.url, agents=_agents()))
+
+
+def test_a_proof_without_the_brokers_nonce_gets_one_and_nothing_else(
+        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
+    key = DPoPKey.generate()
+    asked = exchange(nonce_broker, id_tokens["alice"],
+                     proof=key.proof("POST", token_endpoint(nonce_broker)))
+    assert asked.status_code == 400 and asked.json()["error"] == "use_dpop_nonce"
+    assert "access_token" not in asked.json()
+    assert asked.headers["cache-control"] == "no-store"
+    nonce = asked.headers["dpop-nonce"]
+    granted = exchange(nonce_broker, id_tokens["alice"],
+                       proof=key.proof("POST", token_endpoint(nonce_broker), nonce=nonce))
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["token_type"] == "DPoP" and granted.headers["dpop-nonce"]
+    for made_up in ("", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"):
+        stale = exchange(nonce_broker, id_tokens["alice"],
+                         proof=key.proof("POST", token_endpoint(nonce_broker), nonce=made_up))
+        assert stale.json()["error"] == "use_dpop_nonce"
+
+
+def test_a_proof_wrong_otherwise_is_invalid_whatever_its_nonce(
+        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
+    key = DPoPKey.generate()
+    nonce = exchange(nonce_broker, id_tokens["alice"],
+                     proof=key.proof("POST", token_endpoint(nonce_broker))).headers["dpop-nonce"]
+    wrong = exchange(nonce_broker, id_tokens["alice"],
+                     proof=key.proof("GET", token_endpoint(nonce_broker), nonce=nonce))
+    assert is_invalid_dpop_proof(wrong) and wrong.headers["dpop-nonce"] == nonce
+
+
+def test_requests_without_a_proof_are_untouched_by_nonces(
+        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
+    plain = exchange(nonce_broker, id_tokens["alice"])
+    assert plain.status_code == 200 and plain.json()["token_type"] == "Bearer"
+    assert "dpop-nonce" not in plain.headers
+
+
+def test_the_agent_helper_retries_with_the_nonce(nonce_broker: Broker,
+                                                 id_tokens: dict[str, str]) -> None:
+    from broker.client import ClientCredentials, exchange_token_sync
+
+    granted = exchange_token_sync(
+        token_endpoint(nonce_broker), subject_token=id_tokens["alice"],
+        client=ClientCredentials("research-agent", SECRETS["research-agent"]),
+        resource=CRM, scope="crm:read", dpop=DPoPKey.generate())
+    assert granted.token_type == "DPoP" and granted.scopes == ("crm:read",)

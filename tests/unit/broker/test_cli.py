@@ -56,6 +56,16 @@ def test_check_names_every_problem_by_path(tmp_path: Path) -> None:
         assert path in result.output, result.output
 
 
+def test_check_refuses_a_short_dpop_nonce_secret_without_echoing_it(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "b.yaml", dpop_nonce_secret="too-short-a-secret")
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "dpop_nonce_secret" in result.output and "32 bytes" in result.output
+    assert "too-short-a-secret" not in result.output
+    good = write_config(tmp_path / "g.yaml", dpop_nonce_secret="x" * 32)
+    assert runner.invoke(app, ["check", "--config", str(good)]).exit_code == 0
+
+
 def test_check_reports_cross_references(tmp_path: Path) -> None:
     config = write_config(tmp_path / "b.yaml", agents=[
         {"client_id": "a", "auth": {"method": "private_key_jwt", "jwks": {"keys": []}},

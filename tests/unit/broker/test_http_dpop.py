@@ -8,7 +8,13 @@ from types import SimpleNamespace
 import pytest
 from starlette.requests import Request
 
-from broker.errors import DependencyUnavailable, InvalidDPoPProof, TemporarilyUnavailable
+from broker.dpop_nonce import NonceIssuer
+from broker.errors import (
+    DependencyUnavailable,
+    InvalidDPoPProof,
+    TemporarilyUnavailable,
+    UseDPoPNonce,
+)
 from broker.http.dpop import proven_key
 from broker.stores.memory import MemoryReplayCache
 from tests.support.dpop import DPoPKey
@@ -26,9 +32,11 @@ def replay() -> MemoryReplayCache:
     return MemoryReplayCache(clock=lambda: NOW)
 
 
-def services(replay: MemoryReplayCache | RedisDown) -> SimpleNamespace:
+def services(replay: MemoryReplayCache | RedisDown, nonces: NonceIssuer | None = None
+             ) -> SimpleNamespace:
     return SimpleNamespace(token_endpoint=ENDPOINT, clock=lambda: NOW, replay=replay,
-                           settings=SimpleNamespace(dpop_proof_window_seconds=60))
+                           settings=SimpleNamespace(dpop_proof_window_seconds=60),
+                           nonces=nonces)
 
 
 def request(*proofs: str) -> Request:
@@ -63,3 +71,33 @@ async def test_no_proof_is_none_and_two_are_refused() -> None:
 async def test_redis_down_is_503_not_a_token() -> None:
     with pytest.raises(TemporarilyUnavailable):
         await proven_key(request(key().proof("POST", ENDPOINT)), services(RedisDown()))
+
+
+def nonces() -> NonceIssuer:
+    return NonceIssuer("n" * 32, ENDPOINT, clock=lambda: NOW)
+
+
+async def test_with_nonces_a_proof_needs_a_current_one_of_any_replica() -> None:
+    seen, signer, here = replay(), key(), nonces()
+    bare = request(signer.proof("POST", ENDPOINT))
+    with pytest.raises(UseDPoPNonce):
+        await proven_key(bare, services(seen, here))
+    assert bare.state.dpop_nonce == here.current()  # the answer carries it
+    replica = nonces()  # another process, same secret and URI
+    proven = request(signer.proof("POST", ENDPOINT, nonce=here.current()))
+    assert await proven_key(proven, services(seen, replica)) == signer.thumbprint
+    assert proven.state.dpop_nonce == replica.current()
+
+
+async def test_a_proof_refused_for_its_nonce_is_not_spent() -> None:
+    seen, signer = replay(), key()
+    proof = signer.proof("POST", ENDPOINT, nonce="not-ours")
+    for _ in range(2):  # refused for the nonce both times, never "used before"
+        with pytest.raises(UseDPoPNonce):
+            await proven_key(request(proof), services(seen, nonces()))
+
+
+async def test_without_nonces_nothing_is_asked_or_answered() -> None:
+    plain = request(key().proof("POST", ENDPOINT))
+    assert await proven_key(plain, services(replay())) is not None
+    assert not hasattr(plain.state, "dpop_nonce")
