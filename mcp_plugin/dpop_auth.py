@@ -26,6 +26,12 @@ memory, bounded (`MemoryProofReplayCache`), so each replica behind one URL could
 stolen proof once within its minute. A store that cannot answer raises
 `ProofReplayUnavailable`: the request is refused with 503 `temporarily_unavailable`, not 401,
 because the proof may be good and the client should retry, not discard its token or key.
+
+Nonces (RFC 9449 §8, §9), with `nonces`: a proof must also carry a nonce this server issued
+(`NonceIssuer`, stateless, shared by replicas through one secret), which bounds proofs signed
+in advance to a nonce's life. A proof good but for its nonce gets 401 `use_dpop_nonce`, and it
+is not spent (its `jti` is not recorded). Every response to a DPoP request, accepted or not,
+carries the current nonce in `DPoP-Nonce`, so a busy client never has to be asked again.
 """
 
 from __future__ import annotations
@@ -39,12 +45,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import jwt
 from fastmcp.server.auth import AccessToken
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_plugin.dpop import ALGORITHMS, InvalidProof, validate_proof
+from mcp_plugin.dpop import ALGORITHMS, InvalidProof, NonceRequired, jwk_thumbprint, validate_proof
+from mcp_plugin.dpop_nonce import NonceIssuer
 from mcp_plugin.verifier import BrokerTokenVerifier
 
 logger = logging.getLogger("mcp_plugin.dpop")
@@ -92,17 +100,41 @@ class Refusal:
     or a 503 when the proof could not be checked (no challenge: nothing to re-authenticate)."""
 
     scheme: str  # "Bearer" or "DPoP"
-    error: str  # invalid_token, invalid_dpop_proof; temporarily_unavailable (503)
+    error: str  # invalid_token, invalid_dpop_proof, use_dpop_nonce; temporarily_unavailable
     description: str
     status: int = 401
 
 
 UNAVAILABLE = Refusal("DPoP", "temporarily_unavailable",
                       "The DPoP proof cannot be checked now; retry with a new proof.", 503)
+NONCE_REQUIRED = Refusal("DPoP", "use_dpop_nonce",
+                         "Resend with a new DPoP proof carrying the nonce in DPoP-Nonce.")
 
 
 def _header(scope: Scope, name: bytes) -> list[str]:
     return [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
+
+
+def _signer(proof: str) -> str:
+    """The thumbprint of a proof whose signature `validate_proof` has already checked."""
+    return jwk_thumbprint(jwt.get_unverified_header(proof)["jwk"])
+
+
+def _by_dpop(outcome: tuple[AccessToken, str] | Refusal | None) -> bool:
+    """Whether the request used the DPoP scheme: all its refusals are in that scheme."""
+    if isinstance(outcome, Refusal):
+        return outcome.scheme == "DPoP"
+    return outcome is not None and outcome[1] == "dpop"
+
+
+def _with_nonce(send: Send, nonces: NonceIssuer) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            nonce = (b"dpop-nonce", nonces.current().encode("ascii"))
+            message = {**message, "headers": [*message.get("headers", []), nonce]}
+        await send(message)
+
+    return sending
 
 
 def bound_key(token: AccessToken) -> str | None:
@@ -124,12 +156,14 @@ class BrokerAuthentication:
         dpop_required: bool = False,
         proof_window: int = DEFAULT_PROOF_WINDOW_SECONDS,
         replay: ProofReplayCache | None = None,
+        nonces: NonceIssuer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app, self.verifier, self.mcp_path = app, verifier, mcp_path
         self.metadata_url = resource_metadata_url
         self.dpop_required, self.window = dpop_required, proof_window
         self.replay = replay or MemoryProofReplayCache(clock=clock)
+        self.nonces = nonces
         self._clock = clock
         parts = urlsplit(verifier.resource)
         self._origin = f"{parts.scheme}://{parts.netloc}"
@@ -139,6 +173,8 @@ class BrokerAuthentication:
             await self.app(scope, receive, send)
             return
         outcome = await self._authenticate(scope)
+        if self.nonces is not None and scope["type"] == "http" and _by_dpop(outcome):
+            send = _with_nonce(send, self.nonces)  # accepted or refused: a fresh nonce
         guarded = (scope["type"] == "http" and scope.get("path") == self.mcp_path
                    and scope.get("method") != "OPTIONS")  # CORS preflights carry no token
         if guarded and (isinstance(outcome, Refusal) or (outcome is None and self.dpop_required)):
@@ -202,7 +238,12 @@ class BrokerAuthentication:
         try:
             proof = validate_proof(proofs[0], method=scope.get("method", "GET"), uri=uri,
                                    now=self._clock(), window=self.window,
-                                   access_token=verified.token)
+                                   access_token=verified.token,
+                                   nonce=self.nonces.accepts if self.nonces else None)
+        except NonceRequired:  # good but for the nonce; the key is still checked first
+            if not hmac.compare_digest(_signer(proofs[0]), jkt):
+                return Refusal("DPoP", "invalid_dpop_proof", "The DPoP proof is invalid.")
+            return NONCE_REQUIRED  # not spent: the jti is not recorded
         except InvalidProof as exc:
             logger.info("DPoP proof refused (client %s): %s", verified.client_id, exc)
             return Refusal("DPoP", "invalid_dpop_proof", "The DPoP proof is invalid.")

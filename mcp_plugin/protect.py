@@ -43,6 +43,7 @@ from mcp_plugin.dpop_auth import (
     MemoryProofReplayCache,
     ProofReplayCache,
 )
+from mcp_plugin.dpop_nonce import NonceIssuer
 from mcp_plugin.dpop_replay import RedisProofReplayCache
 from mcp_plugin.param_headers import HeaderParameterTools, ToolVisibilityCheck, guard_input_schemas
 from mcp_plugin.pdp import (
@@ -66,7 +67,8 @@ class BrokerAuthProvider(RemoteAuthProvider):
     The metadata is served with the URIs exactly as configured: pydantic's URL type would add
     a trailing slash to the broker's issuer, and issuer identifiers compare as strings.
     Requests are authenticated by `BrokerAuthentication`: Bearer, and DPoP-bound tokens with
-    their proofs (RFC 9449); with `dpop_required`, only DPoP-bound tokens are accepted.
+    their proofs (RFC 9449); with `dpop_required`, only DPoP-bound tokens are accepted; with
+    `dpop_nonces`, proofs must carry a nonce it issued (RFC 9449 §9).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class BrokerAuthProvider(RemoteAuthProvider):
         dpop_required: bool = False,
         dpop_proof_window: int = DEFAULT_PROOF_WINDOW_SECONDS,
         dpop_replay: ProofReplayCache | None = None,
+        dpop_nonces: NonceIssuer | None = None,
     ) -> None:
         parts = urlsplit(verifier.resource)
         super().__init__(
@@ -91,7 +94,7 @@ class BrokerAuthProvider(RemoteAuthProvider):
         self.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(verifier.resource)))
         self._before_dispatch: _BeforeDispatch | None = None
         self.dpop_required, self.dpop_proof_window = dpop_required, dpop_proof_window
-        self.dpop_replay = dpop_replay
+        self.dpop_replay, self.dpop_nonces = dpop_replay, dpop_nonces
 
     def check_before_dispatch(self, authorization: CerbosAuthorization, server: FastMCP[Any],
                               *, step_up: bool, header_tools: HeaderParameterTools | None
@@ -140,6 +143,7 @@ class BrokerAuthProvider(RemoteAuthProvider):
                 dpop_required=self.dpop_required,
                 proof_window=self.dpop_proof_window,
                 replay=self.dpop_replay,
+                nonces=self.dpop_nonces,
             ),
             ASGIMiddleware(AuthContextMiddleware),
         ]
@@ -257,6 +261,7 @@ def protect(
     dpop_required: bool = False,
     dpop_proof_window_seconds: int = DEFAULT_PROOF_WINDOW_SECONDS,
     dpop_replay: ProofReplayCache | None = None,
+    dpop_nonce_secret: str | bytes | None = None,
     decision_cache_seconds: float = DEFAULT_DECISION_CACHE_SECONDS,
 ) -> Protection:
     """Protect `mcp`: agent tokens of `broker` for `resource`, every operation asked of Cerbos.
@@ -277,12 +282,18 @@ def protect(
     `redis_url`, a `RedisProofReplayCache` shared by every replica on that Redis under
     `revocation_key_prefix` (even when `revocations` is the caller's: replicas are replicas
     whatever their revocation view; Redis unreachable: 503), else one per process in memory.
+    With `dpop_nonce_secret` (at least 32 bytes, the same on every replica of this server),
+    proofs must also carry a nonce issued for `resource` within the last minute or two: a
+    proof without one gets 401 `use_dpop_nonce` and the nonce in `DPoP-Nonce` (RFC 9449 §9),
+    as does every DPoP response. Bearer requests are unaffected.
 
     Cerbos's answers are reused for `decision_cache_seconds` (0: never) for the exact same
     question; revocation and token checks are never cached (mcp_plugin/decision_cache.py).
     """
     if mcp.auth is not None:
         raise ValueError("this FastMCP server already has an auth provider")
+    nonces = None if dpop_nonce_secret is None else NonceIssuer(  # a short secret fails here
+        dpop_nonce_secret, label=resource)
     feed: RedisRevocationFeed | None = None
     if revocations is None and redis_url is not None:
         feed = RedisRevocationFeed(
@@ -313,7 +324,7 @@ def protect(
     auth = BrokerAuthProvider(
         verifier, scopes_supported=scopes_supported, resource_name=resource_name,
         dpop_required=dpop_required, dpop_proof_window=dpop_proof_window_seconds,
-        dpop_replay=dpop_replay,
+        dpop_replay=dpop_replay, dpop_nonces=nonces,
     )
     auth.check_before_dispatch(authorization, mcp, step_up=step_up_challenge,
                                header_tools=guard_input_schemas(mcp))

@@ -11,14 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from agent_broker_demo.crm_server import build_protected_server
+from agent_broker_demo.crm_server import build_protected_server, build_server
+from broker.client import TokenExchangeAuth
 from mcp_plugin import (
     BrokerAuthProvider,
     BrokerTokenVerifier,
     RedisProofReplayCache,
     StaticRevocations,
+    protect,
 )
 from mcp_plugin.dpop_auth import MemoryProofReplayCache
+from mcp_plugin.dpop_nonce import NonceIssuer
 from mcp_plugin.testing import Endpoint, FakeBroker
 from tests.support.dpop import DPoPKey, forged_proof, proof_claims
 from tests.support.mcp import INITIALIZE, MCP_HEADERS
@@ -274,3 +277,120 @@ def test_a_cors_preflight_is_answered_alike_with_or_without_dpop_required(
                               trust_env=False, timeout=10).status_code
                 for required in (False, True)]
     assert statuses[0] == statuses[1] != 401
+
+
+# DPoP nonces (RFC 9449 §9): protect(..., dpop_nonce_secret=...)
+
+SECRET = "n" * 32
+
+
+def test_a_proof_without_a_nonce_is_asked_for_one_and_the_retry_with_it_succeeds(
+        serve: Callable[..., Served]) -> None:
+    url, broker = serve(dpop_nonce_secret=SECRET)
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    asked = post(url, f"DPoP {token}", key.proof("POST", url, access_token=token))
+    assert asked.status_code == 401 and asked.json()["error"] == "use_dpop_nonce"
+    assert challenge(asked, "DPoP").startswith('DPoP error="use_dpop_nonce", error_description=')
+    assert challenge(asked, "Bearer") == f'Bearer resource_metadata="{_metadata(url)}"'
+    nonce = asked.headers["dpop-nonce"]
+    served = post(url, f"DPoP {token}", key.proof("POST", url, access_token=token, nonce=nonce))
+    assert served.status_code == 200, served.text
+    assert served.headers["dpop-nonce"] == nonce, "every DPoP response: the current nonce"
+
+
+@pytest.mark.parametrize("issuer", [
+    pytest.param(lambda url: NonceIssuer(SECRET, url, clock=lambda: time.time() - 180),
+                 id="stale"),
+    pytest.param(lambda url: NonceIssuer("o" * 32, url), id="another-secret"),
+    pytest.param(lambda url: NonceIssuer(SECRET, url + "x"), id="another-resource"),
+])
+def test_a_nonce_that_is_stale_or_not_this_servers_is_use_dpop_nonce(
+        serve: Callable[..., Served], issuer: Callable[[str], NonceIssuer]) -> None:
+    """Stale: issued three periods of 60 s ago, past the period either side of now."""
+    url, broker = serve(dpop_nonce_secret=SECRET)
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    nonce = issuer(url).current()
+    refused = post(url, f"DPoP {token}", key.proof("POST", url, access_token=token, nonce=nonce))
+    assert refused.status_code == 401 and refused.json()["error"] == "use_dpop_nonce"
+    assert refused.headers["dpop-nonce"] not in ("", nonce)
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(lambda key, url, token, nonce: key.proof("GET", url, access_token=token,
+                                                          nonce=nonce), id="htm"),
+    pytest.param(lambda key, url, token, nonce: DPoPKey.generate().proof(
+        "POST", url, access_token=token), id="another-key-and-no-nonce"),
+])
+def test_a_proof_bad_otherwise_is_still_invalid_dpop_proof(
+        serve: Callable[..., Served], bad: Any) -> None:
+    url, broker = serve(dpop_nonce_secret=SECRET)
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    nonce = NonceIssuer(SECRET, url).current()
+    refused = post(url, f"DPoP {token}", bad(key, url, token, nonce))
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_dpop_proof"
+    assert refused.headers["dpop-nonce"] == nonce, "refused DPoP requests get one too"
+
+
+def test_a_proof_refused_for_its_nonce_is_not_spent(serve: Callable[..., Served]) -> None:
+    url, broker = serve(dpop_nonce_secret=SECRET)
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    claims = proof_claims("POST", url, access_token=token)
+    assert post(url, f"DPoP {token}", forged_proof(key._key, claims)).status_code == 401
+    claims["nonce"] = NonceIssuer(SECRET, url).current()  # same jti, now with the nonce
+    assert post(url, f"DPoP {token}", forged_proof(key._key, claims)).status_code == 200
+
+
+def test_bearer_tokens_are_unaffected_by_nonces(serve: Callable[..., Served]) -> None:
+    url, broker = serve(dpop_nonce_secret=SECRET)
+    served = post(url, f"Bearer {broker.tokens.mint()}")
+    assert served.status_code == 200 and "dpop-nonce" not in served.headers
+
+
+def test_replicas_sharing_the_secret_accept_each_others_nonces(
+        serve: Callable[..., Served]) -> None:
+    url_a, broker = serve(dpop_nonce_secret=SECRET)
+    url_b, _ = serve(broker=broker, resource=url_a, dpop_nonce_secret=SECRET)
+    key = DPoPKey.generate()
+    token = bound(broker, key)
+    nonce = post(url_a, f"DPoP {token}", key.proof("POST", url_a, access_token=token)
+                 ).headers["dpop-nonce"]
+    served = post(url_b, f"DPoP {token}", key.proof("POST", url_a, access_token=token,
+                                                    nonce=nonce))
+    assert served.status_code == 200, served.text
+
+
+def test_the_agent_client_gets_its_nonce_transparently(serve: Callable[..., Served]) -> None:
+    """broker.client's TokenExchangeAuth, its broker stubbed: one retry on the first request,
+    none after (it keeps the `DPoP-Nonce` of every response)."""
+    url, broker = serve(dpop_nonce_secret=SECRET)
+    key = DPoPKey.generate()
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/oauth2/token"):
+            return httpx.Response(200, json={"access_token": bound(broker, key),
+                                             "token_type": "DPoP", "expires_in": 300})
+        return httpx.Response(200, json=broker.metadata())
+
+    auth = TokenExchangeAuth(
+        subject_token="id-token", client_id="agent", client_secret="s", resource=url,
+        broker=broker.issuer, dpop=key,
+        http_client=httpx.Client(transport=httpx.MockTransport(token_endpoint)))
+    statuses: list[int] = []
+    with httpx.Client(auth=auth, trust_env=False, timeout=10, event_hooks={
+            "response": [lambda response: statuses.append(response.status_code)]}) as client:
+        assert client.post(url, json=INITIALIZE, headers=MCP_HEADERS).status_code == 200
+        assert statuses == [401, 200]
+        assert client.post(url, json=INITIALIZE, headers=MCP_HEADERS).status_code == 200
+        assert statuses == [401, 200, 200]
+
+
+def test_a_short_nonce_secret_fails_at_protect() -> None:
+    mcp = build_server()
+    with pytest.raises(ValueError, match="32 bytes"):
+        protect(mcp, broker="http://broker.test", resource="http://s.test/mcp",
+                cerbos=ScriptedPDP(), redis_url=None, dpop_nonce_secret="too short")
+    assert mcp.auth is None, "nothing installed"
