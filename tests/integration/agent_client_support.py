@@ -70,13 +70,16 @@ class AgentStack:
 
 @contextlib.contextmanager
 def served_agent_stack(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
-                       oidc_issuer: str, **protect_options: Any) -> Iterator[AgentStack]:
-    """A broker registering the agents for a served demo CRM protected with
-    `protect_options` (e.g. dpop_required=True), on the shared Redis and Cerbos."""
+                       oidc_issuer: str, *, broker_options: dict[str, Any] | None = None,
+                       **protect_options: Any) -> Iterator[AgentStack]:
+    """A broker (configured with `broker_options` too) registering the agents for a served
+    demo CRM protected with `protect_options` (e.g. dpop_required=True), on the shared Redis
+    and Cerbos."""
     endpoint = Endpoint()
     try:
         stack = start_stack(start_broker, redis_url=redis_url, cerbos_address=cerbos_address,
-                            oidc_issuer=oidc_issuer, **registrations_for(endpoint.url))
+                            oidc_issuer=oidc_issuer, **registrations_for(endpoint.url),
+                            **(broker_options or {}))
         mcp = build_protected_server(broker=stack.broker.url, resource=endpoint.url,
                                      cerbos=cerbos_address, redis_url=redis_url,
                                      revocation_key_prefix=stack.prefix, **protect_options)
