@@ -59,6 +59,7 @@ class DPoPKey:
             raise ValueError("a DPoP key is Ed25519 (EdDSA) or P-256 (ES256)")
         self._key = private_key
         self._clock = clock
+        self._nonces: dict[str, str] = {}  # htu -> the latest DPoP-Nonce its server sent
         self.public_jwk = self._public_jwk()
         self.thumbprint = self._thumbprint()
 
@@ -97,12 +98,25 @@ class DPoPKey:
         canonical = json.dumps(self.public_jwk, separators=(",", ":"), sort_keys=True)
         return _b64url(hashlib.sha256(canonical.encode()).digest())
 
+    def remember_nonce(self, url: str, nonce: str) -> None:
+        """Keep the `DPoP-Nonce` the server at `url` sent (RFC 9449 §8.2): the next proofs for
+        `url` carry it unless given another, so a server that requires nonces asks only once.
+        Bounded: the oldest of more than 64 servers is forgotten."""
+        htu = htu_of(url)
+        self._nonces.pop(htu, None)
+        self._nonces[htu] = nonce
+        while len(self._nonces) > 64:
+            del self._nonces[next(iter(self._nonces))]
+
     def proof(self, method: str, url: str, *, access_token: str | None = None,
               nonce: str | None = None) -> str:
-        """A fresh proof for one `method` request to `url` (with `ath` for `access_token`)."""
+        """A fresh proof for one `method` request to `url` (with `ath` for `access_token`),
+        with `nonce`, or else the one remembered for `url`, if any."""
         header = {"typ": "dpop+jwt", "alg": self.algorithm, "jwk": self.public_jwk}
+        htu = htu_of(url)
         claims: dict[str, Any] = {"jti": secrets.token_urlsafe(16), "htm": method.upper(),
-                                  "htu": htu_of(url), "iat": int(self._clock())}
+                                  "htu": htu, "iat": int(self._clock())}
+        nonce = nonce if nonce is not None else self._nonces.get(htu)
         if access_token is not None:
             claims["ath"] = access_token_hash(access_token)
         if nonce is not None:

@@ -176,6 +176,7 @@ async def exchange_token(token_endpoint: str, *, subject_token: str, client: Cli
             if nonce is not None:  # RFC 9449 §8: once more, with the broker's nonce
                 headers["DPoP"] = _proof(dpop, token_endpoint, nonce) or ""
                 response = await own.post(token_endpoint, data=form, headers=headers)
+            _keep_nonce(response, dpop, token_endpoint)
     except httpx.HTTPError as exc:
         raise TokenExchangeError("connection_error", f"{token_endpoint}: {exc!r}") from None
     return _log_granted(parse_response(response.status_code, response.content,
@@ -205,6 +206,7 @@ def exchange_token_sync(token_endpoint: str, *, subject_token: str, client: Clie
             if nonce is not None:
                 headers["DPoP"] = _proof(dpop, token_endpoint, nonce) or ""
                 response = own.post(token_endpoint, data=form, headers=headers)
+            _keep_nonce(response, dpop, token_endpoint)
     except httpx.HTTPError as exc:
         raise TokenExchangeError("connection_error", f"{token_endpoint}: {exc!r}") from None
     return _log_granted(parse_response(response.status_code, response.content,
@@ -213,6 +215,13 @@ def exchange_token_sync(token_endpoint: str, *, subject_token: str, client: Clie
 
 def _proof(dpop: DPoPKey | None, token_endpoint: str, nonce: str | None = None) -> str | None:
     return None if dpop is None else dpop.proof("POST", token_endpoint, nonce=nonce)
+
+
+def _keep_nonce(response: httpx.Response, dpop: DPoPKey | None, token_endpoint: str) -> None:
+    """The broker's latest nonce goes with the key, for its next exchange (RFC 9449 §8.2)."""
+    nonce = response.headers.get("dpop-nonce")
+    if dpop is not None and nonce:
+        dpop.remember_nonce(token_endpoint, nonce)
 
 
 def _nonce_asked(response: httpx.Response, dpop: DPoPKey | None) -> str | None:

@@ -383,12 +383,21 @@ def test_requests_without_a_proof_are_untouched_by_nonces(
     assert "dpop-nonce" not in plain.headers
 
 
-def test_the_agent_helper_retries_with_the_nonce(nonce_broker: Broker,
-                                                 id_tokens: dict[str, str]) -> None:
+def test_the_agent_helper_retries_with_the_nonce_and_keeps_it(
+        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
+    """Asked once for a nonce, the helper retries with it and keeps the broker's latest one
+    with the key: the next exchange by that key is not asked again."""
     from broker.client import ClientCredentials, exchange_token_sync
 
-    granted = exchange_token_sync(
-        token_endpoint(nonce_broker), subject_token=id_tokens["alice"],
-        client=ClientCredentials("research-agent", SECRETS["research-agent"]),
-        resource=CRM, scope="crm:read", dpop=DPoPKey.generate())
-    assert granted.token_type == "DPoP" and granted.scopes == ("crm:read",)
+    statuses: list[int] = []
+    key = DPoPKey.generate()
+    with httpx.Client(trust_env=False, timeout=10,
+                      event_hooks={"response": [lambda r: statuses.append(r.status_code)]}
+                      ) as http:
+        for _ in range(2):
+            granted = exchange_token_sync(
+                token_endpoint(nonce_broker), subject_token=id_tokens["alice"],
+                client=ClientCredentials("research-agent", SECRETS["research-agent"]),
+                resource=CRM, scope="crm:read", dpop=key, http=http)
+            assert granted.token_type == "DPoP" and granted.scopes == ("crm:read",)
+    assert statuses == [400, 200, 200]

@@ -132,3 +132,27 @@ def test_a_proofs_htu_leaves_out_query_and_fragment() -> None:
     assert (claims["htm"], claims["htu"]) == ("POST", RESOURCE)
     validate_proof(proof, method="POST", uri=RESOURCE, now=time.time(), window=60,
                    access_token="tok")
+
+
+def _claims(proof: str) -> dict[str, object]:
+    payload = proof.split(".")[1]
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    return decoded
+
+
+def test_a_remembered_nonce_goes_into_the_next_proofs_for_that_server_only() -> None:
+    key = DPoPKey.generate()
+    key.remember_nonce(TOKEN_ENDPOINT + "?q=1", "n1")  # htu: no query
+    assert _claims(key.proof("POST", TOKEN_ENDPOINT))["nonce"] == "n1"
+    assert _claims(key.proof("POST", TOKEN_ENDPOINT, nonce="n2"))["nonce"] == "n2"
+    assert "nonce" not in _claims(key.proof("POST", RESOURCE))
+    key.remember_nonce(TOKEN_ENDPOINT, "n3")
+    assert _claims(key.proof("POST", TOKEN_ENDPOINT))["nonce"] == "n3"
+
+
+def test_nonces_are_remembered_for_64_servers_at_most() -> None:
+    key = DPoPKey.generate()
+    for n in range(65):
+        key.remember_nonce(f"https://s{n}.test/mcp", f"n{n}")
+    assert "nonce" not in _claims(key.proof("POST", "https://s0.test/mcp"))
+    assert _claims(key.proof("POST", "https://s64.test/mcp"))["nonce"] == "n64"
