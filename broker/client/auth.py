@@ -135,8 +135,8 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
         self._async_lock = asyncio.Lock()
         self.dpop_key: DPoPKey | None = (
             DPoPKey.generate() if dpop is True else dpop if isinstance(dpop, DPoPKey) else None)
-        """The key tokens are bound to; a sub-agent re-delegating our tokens needs it too."""
-        self._nonce: str | None = None  # the resource's latest DPoP-Nonce (RFC 9449 §9)
+        """The key tokens are bound to; a sub-agent re-delegating our tokens needs it too.
+        It also keeps each server's latest DPoP-Nonce (RFC 9449 §8-9) for its next proofs."""
 
     @property
     def broker(self) -> str | None:
@@ -169,7 +169,7 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
         granted: _Granted = yield _Lease(None)
         self._authorize(request, granted)
         response = yield _Send(request)
-        if self._nonce_asked(response, granted):
+        if self._nonce_asked(request, response, granted):
             self._authorize(request, granted)
             response = yield _Send(request)
         if response.status_code != 401 or granted.fresh:
@@ -183,15 +183,15 @@ class TokenExchangeAuth(httpx.Auth, _Httpx2Auth):
             request.headers["Authorization"] = f"Bearer {granted.token}"
             return
         request.headers["Authorization"] = f"DPoP {granted.token}"
-        request.headers["DPoP"] = self.dpop_key.proof(
-            request.method, str(request.url), access_token=granted.token, nonce=self._nonce)
+        request.headers["DPoP"] = self.dpop_key.proof(  # with the nonce it keeps for the URL
+            request.method, str(request.url), access_token=granted.token)
 
-    def _nonce_asked(self, response: Any, granted: _Granted) -> bool:
-        """Remember the resource's nonce; True when a 401 asks for a retry with it."""
+    def _nonce_asked(self, request: Any, response: Any, granted: _Granted) -> bool:
+        """Keep the resource's nonce with the key; True when a 401 asks for a retry with it."""
         nonce = response.headers.get("dpop-nonce")
-        if not granted.dpop or not nonce:
+        if not granted.dpop or not nonce or self.dpop_key is None:
             return False
-        self._nonce = nonce
+        self.dpop_key.remember_nonce(str(request.url), nonce)
         challenge = parse_www_authenticate(response.headers.get("www-authenticate") or "")
         return response.status_code == 401 and (
             challenge.get("dpop", {}).get("error") == "use_dpop_nonce")
