@@ -42,7 +42,12 @@ class InvalidProof(Exception):
 
 class NonceRequired(InvalidProof):
     """The proof is good but for its `nonce`: missing, stale or not this server's. The answer
-    is `use_dpop_nonce` with a fresh nonce (RFC 9449 §8, §9), not `invalid_dpop_proof`."""
+    is `use_dpop_nonce` with a fresh nonce (RFC 9449 §8, §9), not `invalid_dpop_proof`;
+    `jkt` names the proof's key, so a server that expects another key can say so first."""
+
+    def __init__(self, reason: str, jkt: str) -> None:
+        super().__init__(reason)
+        self.jkt = jkt
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,7 @@ def validate_proof(
         if not isinstance(ath, str) or not hmac.compare_digest(
                 ath.encode(), access_token_hash(access_token).encode()):
             raise InvalidProof("ath does not match the access token")
+    jkt = jwk_thumbprint(jwk)
     if nonce is not None and not nonce(claims.get("nonce")):
-        raise NonceRequired("nonce is missing, stale or not ours")
-    return Proof(jkt=jwk_thumbprint(jwk), jti=jti, expires_at=int(iat) + window + 1)
+        raise NonceRequired("nonce is missing, stale or not ours", jkt)
+    return Proof(jkt=jkt, jti=jti, expires_at=int(iat) + window + 1)

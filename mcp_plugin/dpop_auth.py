@@ -45,13 +45,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import jwt
 from fastmcp.server.auth import AccessToken
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_plugin.dpop import ALGORITHMS, InvalidProof, NonceRequired, jwk_thumbprint, validate_proof
+from mcp_plugin.dpop import ALGORITHMS, InvalidProof, NonceRequired, validate_proof
 from mcp_plugin.dpop_nonce import NonceIssuer
 from mcp_plugin.verifier import BrokerTokenVerifier
 
@@ -113,11 +112,6 @@ NONCE_REQUIRED = Refusal("DPoP", "use_dpop_nonce",
 
 def _header(scope: Scope, name: bytes) -> list[str]:
     return [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
-
-
-def _signer(proof: str) -> str:
-    """The thumbprint of a proof whose signature `validate_proof` has already checked."""
-    return jwk_thumbprint(jwt.get_unverified_header(proof)["jwk"])
 
 
 def _by_dpop(outcome: tuple[AccessToken, str] | Refusal | None) -> bool:
@@ -240,8 +234,8 @@ class BrokerAuthentication:
                                    now=self._clock(), window=self.window,
                                    access_token=verified.token,
                                    nonce=self.nonces.accepts if self.nonces else None)
-        except NonceRequired:  # good but for the nonce; the key is still checked first
-            if not hmac.compare_digest(_signer(proofs[0]), jkt):
+        except NonceRequired as exc:  # good but for the nonce; the key is still checked first
+            if not hmac.compare_digest(exc.jkt, jkt):
                 return Refusal("DPoP", "invalid_dpop_proof", "The DPoP proof is invalid.")
             return NONCE_REQUIRED  # not spent: the jti is not recorded
         except InvalidProof as exc:

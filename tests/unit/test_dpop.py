@@ -242,8 +242,9 @@ def test_a_required_nonce_is_checked_after_everything_else(dpop: ModuleType) -> 
     check = dict(method="POST", uri=URL, now=NOW, window=WINDOW, nonce=issuer.accepts)
     assert dpop.validate_proof(key.proof("POST", URL, nonce=issuer.current()), **check)
     for nonce in (None, "stale-or-made-up"):
-        with pytest.raises(dpop.NonceRequired):
+        with pytest.raises(dpop.NonceRequired) as asked:
             dpop.validate_proof(key.proof("POST", URL, nonce=nonce), **check)
+        assert asked.value.jkt == key.thumbprint  # whose proof it was, for the key check
     with pytest.raises(dpop.InvalidProof) as caught:  # wrong otherwise: not a nonce problem
         dpop.validate_proof(key.proof("GET", URL), **check)
     assert not isinstance(caught.value, dpop.NonceRequired)
