@@ -87,5 +87,5 @@ async def test_nonces_at_the_broker_and_the_server_cost_the_agent_nothing_to_han
     # the server: discovery (no proof yet), a nonce asked for once, then three calls served,
     # each answer carrying a fresh nonce and the agent signing the one it was last sent (the
     # helper's exchanges go through its own client: the broker's side of this is
-    # tests/security/test_dpop.py::test_the_agent_helper_retries_with_the_nonce_and_keeps_it)
+    # tests/security/test_dpop_nonces.py::test_the_agent_helper_retries_with_the_nonce_and_keeps_it)
     assert at(httpx.URL(crm).path) == [(401, False), (401, True)] + [(200, True)] * 3

@@ -19,12 +19,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.integration.conftest import CRM, Broker, BrokerFactory, basic, exchange_form
-from tests.security.conftest import (
-    SECRETS,
-    Server,
-    post_form,
-    security_agents,
-    security_overrides,
+from tests.security.conftest import Server, post_form, security_overrides
+from tests.security.dpop_support import (
+    dpop_agents,
+    exchange,
+    is_invalid_dpop_proof,
+    token_endpoint,
 )
 from tests.support.dpop import (
     DPoPKey,
@@ -39,15 +39,11 @@ from tests.support.mcp import INITIALIZE, MCP_HEADERS, served_crm
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 
 
-def _agents() -> list[dict[str, Any]]:
-    return [{**a, "dpop_bound": a["client_id"] == "deep-agent"} for a in security_agents()]
-
-
 @pytest.fixture(scope="module")
 def dpop_broker(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
                 oidc_issuer: str, trusted_idp: Server) -> Broker:
     return start_broker(redis_url=redis_url, cerbos_address=cerbos_address,
-                        **security_overrides(oidc_issuer, trusted_idp.url, agents=_agents()))
+                        **security_overrides(oidc_issuer, trusted_idp.url, agents=dpop_agents()))
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +70,6 @@ def strict_crm(dpop_broker: Broker, cerbos_address: str) -> Iterator[str]:
         yield url
 
 
-def token_endpoint(broker: Broker) -> str:
-    return f"{broker.url}/oauth2/token"
-
-
-def exchange(broker: Broker, id_token: str, *, proof: str | None = None,
-             agent: str = "research-agent", **form: str) -> httpx.Response:
-    headers = basic(agent) if agent == "research-agent" else {}
-    fields = exchange_form(id_token, scope="crm:read", **form)
-    if agent != "research-agent":
-        fields |= {"client_id": agent, "client_secret": SECRETS[agent]}
-    if proof is not None:
-        headers["DPoP"] = proof
-    return post_form(broker, "/oauth2/token", fields, headers)
-
-
 def bound_token(broker: Broker, id_token: str, key: DPoPKey, agent: str = "research-agent"
                 ) -> str:
     response = exchange(broker, id_token, agent=agent,
@@ -105,10 +86,6 @@ def call_crm(url: str, token: str, *, scheme: str = "DPoP", proof: str | None = 
     if proof is not None:
         headers["DPoP"] = proof
     return httpx.post(url, json=INITIALIZE, headers=headers, trust_env=False, timeout=10)
-
-
-def is_invalid_dpop_proof(response: httpx.Response) -> bool:
-    return response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
 
 
 # The broker
@@ -192,7 +169,7 @@ def test_a_proof_is_accepted_once_across_broker_processes(
     """Two brokers on one Redis (prefix): a proof spent at one is refused at the other. Each
     proof names its own broker's URI, so what refuses the second is the shared jti store."""
     other = start_broker(redis_url=redis_url, cerbos_address=cerbos_address,
-                         **security_overrides(oidc_issuer, trusted_idp.url, agents=_agents(),
+                         **security_overrides(oidc_issuer, trusted_idp.url, agents=dpop_agents(),
                                               redis_key_prefix=dpop_broker.settings
                                               .redis_key_prefix))
     jti = uuid.uuid4().hex
@@ -331,73 +308,3 @@ def test_a_server_requiring_dpop_says_so_and_refuses_bearer_tokens(
     token, key = bound
     assert call_crm(strict_crm, token, proof=key.proof("POST", CRM, access_token=token)
                     ).status_code == 200
-
-
-
-# Nonces (RFC 9449 §8): a broker with `dpop_nonce_secret`
-
-NONCE_SECRET = "a-nonce-secret-of-at-least-32-bytes!"
-
-
-@pytest.fixture(scope="module")
-def nonce_broker(start_broker: BrokerFactory, redis_url: str, cerbos_address: str,
-                 oidc_issuer: str, trusted_idp: Server) -> Broker:
-    return start_broker(redis_url=redis_url, cerbos_address=cerbos_address,
-                        dpop_nonce_secret=NONCE_SECRET,
-                        **security_overrides(oidc_issuer, trusted_idp.url, agents=_agents()))
-
-
-def test_a_proof_without_the_brokers_nonce_gets_one_and_nothing_else(
-        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
-    key = DPoPKey.generate()
-    asked = exchange(nonce_broker, id_tokens["alice"],
-                     proof=key.proof("POST", token_endpoint(nonce_broker)))
-    assert asked.status_code == 400 and asked.json()["error"] == "use_dpop_nonce"
-    assert "access_token" not in asked.json()
-    assert asked.headers["cache-control"] == "no-store"
-    nonce = asked.headers["dpop-nonce"]
-    granted = exchange(nonce_broker, id_tokens["alice"],
-                       proof=key.proof("POST", token_endpoint(nonce_broker), nonce=nonce))
-    assert granted.status_code == 200, granted.text
-    assert granted.json()["token_type"] == "DPoP" and granted.headers["dpop-nonce"]
-    for made_up in ("", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"):
-        stale = exchange(nonce_broker, id_tokens["alice"],
-                         proof=key.proof("POST", token_endpoint(nonce_broker), nonce=made_up))
-        assert stale.json()["error"] == "use_dpop_nonce"
-
-
-def test_a_proof_wrong_otherwise_is_invalid_whatever_its_nonce(
-        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
-    key = DPoPKey.generate()
-    nonce = exchange(nonce_broker, id_tokens["alice"],
-                     proof=key.proof("POST", token_endpoint(nonce_broker))).headers["dpop-nonce"]
-    wrong = exchange(nonce_broker, id_tokens["alice"],
-                     proof=key.proof("GET", token_endpoint(nonce_broker), nonce=nonce))
-    assert is_invalid_dpop_proof(wrong) and wrong.headers["dpop-nonce"] == nonce
-
-
-def test_requests_without_a_proof_are_untouched_by_nonces(
-        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
-    plain = exchange(nonce_broker, id_tokens["alice"])
-    assert plain.status_code == 200 and plain.json()["token_type"] == "Bearer"
-    assert "dpop-nonce" not in plain.headers
-
-
-def test_the_agent_helper_retries_with_the_nonce_and_keeps_it(
-        nonce_broker: Broker, id_tokens: dict[str, str]) -> None:
-    """Asked once for a nonce, the helper retries with it and keeps the broker's latest one
-    with the key: the next exchange by that key is not asked again."""
-    from broker.client import ClientCredentials, exchange_token_sync
-
-    statuses: list[int] = []
-    key = DPoPKey.generate()
-    with httpx.Client(trust_env=False, timeout=10,
-                      event_hooks={"response": [lambda r: statuses.append(r.status_code)]}
-                      ) as http:
-        for _ in range(2):
-            granted = exchange_token_sync(
-                token_endpoint(nonce_broker), subject_token=id_tokens["alice"],
-                client=ClientCredentials("research-agent", SECRETS["research-agent"]),
-                resource=CRM, scope="crm:read", dpop=key, http=http)
-            assert granted.token_type == "DPoP" and granted.scopes == ("crm:read",)
-    assert statuses == [400, 200, 200]

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from agent_broker_demo.crm_server import build_protected_server, build_server
-from broker.client import TokenExchangeAuth
 from mcp_plugin import (
     BrokerAuthProvider,
     BrokerTokenVerifier,
@@ -361,31 +360,6 @@ def test_replicas_sharing_the_secret_accept_each_others_nonces(
     served = post(url_b, f"DPoP {token}", key.proof("POST", url_a, access_token=token,
                                                     nonce=nonce))
     assert served.status_code == 200, served.text
-
-
-def test_the_agent_client_gets_its_nonce_transparently(serve: Callable[..., Served]) -> None:
-    """broker.client's TokenExchangeAuth, its broker stubbed: one retry on the first request,
-    none after (it keeps the `DPoP-Nonce` of every response)."""
-    url, broker = serve(dpop_nonce_secret=SECRET)
-    key = DPoPKey.generate()
-
-    def token_endpoint(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/oauth2/token"):
-            return httpx.Response(200, json={"access_token": bound(broker, key),
-                                             "token_type": "DPoP", "expires_in": 300})
-        return httpx.Response(200, json=broker.metadata())
-
-    auth = TokenExchangeAuth(
-        subject_token="id-token", client_id="agent", client_secret="s", resource=url,
-        broker=broker.issuer, dpop=key,
-        http_client=httpx.Client(transport=httpx.MockTransport(token_endpoint)))
-    statuses: list[int] = []
-    with httpx.Client(auth=auth, trust_env=False, timeout=10, event_hooks={
-            "response": [lambda response: statuses.append(response.status_code)]}) as client:
-        assert client.post(url, json=INITIALIZE, headers=MCP_HEADERS).status_code == 200
-        assert statuses == [401, 200]
-        assert client.post(url, json=INITIALIZE, headers=MCP_HEADERS).status_code == 200
-        assert statuses == [401, 200, 200]
 
 
 def test_a_short_nonce_secret_fails_at_protect() -> None:
