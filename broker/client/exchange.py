@@ -172,11 +172,10 @@ async def exchange_token(token_endpoint: str, *, subject_token: str, client: Cli
     try:
         async with _async_client(http) as own:
             response = await own.post(token_endpoint, data=form, headers=headers)
-            nonce = _nonce_asked(response, dpop)
-            if nonce is not None:  # RFC 9449 §8: once more, with the broker's nonce
-                headers["DPoP"] = _proof(dpop, token_endpoint, nonce) or ""
+            if _nonce_asked(response, dpop, token_endpoint):  # RFC 9449 §8: once more, with it
+                headers["DPoP"] = _proof(dpop, token_endpoint) or ""
                 response = await own.post(token_endpoint, data=form, headers=headers)
-            _keep_nonce(response, dpop, token_endpoint)
+                _nonce_asked(response, dpop, token_endpoint)  # keep the latest
     except httpx.HTTPError as exc:
         raise TokenExchangeError("connection_error", f"{token_endpoint}: {exc!r}") from None
     return _log_granted(parse_response(response.status_code, response.content,
@@ -202,38 +201,35 @@ def exchange_token_sync(token_endpoint: str, *, subject_token: str, client: Clie
     try:
         with _sync_client(http) as own:
             response = own.post(token_endpoint, data=form, headers=headers)
-            nonce = _nonce_asked(response, dpop)
-            if nonce is not None:
-                headers["DPoP"] = _proof(dpop, token_endpoint, nonce) or ""
+            if _nonce_asked(response, dpop, token_endpoint):
+                headers["DPoP"] = _proof(dpop, token_endpoint) or ""
                 response = own.post(token_endpoint, data=form, headers=headers)
-            _keep_nonce(response, dpop, token_endpoint)
+                _nonce_asked(response, dpop, token_endpoint)
     except httpx.HTTPError as exc:
         raise TokenExchangeError("connection_error", f"{token_endpoint}: {exc!r}") from None
     return _log_granted(parse_response(response.status_code, response.content,
                                        dpop=dpop is not None), resource, client.client_id)
 
 
-def _proof(dpop: DPoPKey | None, token_endpoint: str, nonce: str | None = None) -> str | None:
-    return None if dpop is None else dpop.proof("POST", token_endpoint, nonce=nonce)
+def _proof(dpop: DPoPKey | None, token_endpoint: str) -> str | None:
+    """A proof for the token endpoint, with the broker's nonce if the key keeps one."""
+    return None if dpop is None else dpop.proof("POST", token_endpoint)
 
 
-def _keep_nonce(response: httpx.Response, dpop: DPoPKey | None, token_endpoint: str) -> None:
-    """The broker's latest nonce goes with the key, for its next exchange (RFC 9449 §8.2)."""
+def _nonce_asked(response: httpx.Response, dpop: DPoPKey | None, token_endpoint: str) -> bool:
+    """Keep the broker's latest `DPoP-Nonce` with the key, for this exchange's retry and the
+    next exchanges (RFC 9449 §8.2); True on a 400 `use_dpop_nonce` that came with one."""
     nonce = response.headers.get("dpop-nonce")
-    if dpop is not None and nonce:
-        dpop.remember_nonce(token_endpoint, nonce)
-
-
-def _nonce_asked(response: httpx.Response, dpop: DPoPKey | None) -> str | None:
-    """The `DPoP-Nonce` of a 400 `use_dpop_nonce` (RFC 9449 §8), when we sent a proof."""
-    nonce = response.headers.get("dpop-nonce")
-    if dpop is None or response.status_code != 400 or not nonce:
-        return None
+    if dpop is None or not nonce:
+        return False
+    dpop.remember_nonce(token_endpoint, nonce)
+    if response.status_code != 400:
+        return False
     try:
         error = json.loads(response.content).get("error")
     except (ValueError, AttributeError):
-        return None
-    return nonce if error == "use_dpop_nonce" else None
+        return False
+    return bool(error == "use_dpop_nonce")
 
 
 @contextlib.asynccontextmanager

@@ -29,7 +29,7 @@ def build_metadata(services: BrokerServices) -> dict[str, Any]:
     scopes = sorted({s for r in services.settings.resources for s in r.scopes})
     return {
         "issuer": issuer,
-        "token_endpoint": f"{issuer}/oauth2/token",
+        "token_endpoint": services.token_endpoint,
         "introspection_endpoint": f"{issuer}/oauth2/introspect",
         "revocation_endpoint": f"{issuer}/oauth2/revoke",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",

@@ -57,12 +57,17 @@ class BrokerServices:
 
     @property
     def token_endpoint(self) -> str:
-        return f"{self.settings.issuer}/oauth2/token"
+        return token_endpoint(self.settings)
 
     async def aclose(self) -> None:
         await self.pdp.close()
         await self.http.aclose()
         await self.redis.aclose()
+
+
+def token_endpoint(settings: BrokerSettings) -> str:
+    """The token endpoint's public URI: proofs name it, nonces are bound to it."""
+    return f"{settings.issuer}/oauth2/token"
 
 
 def _policy_point(settings: BrokerSettings) -> CerbosPolicyPoint | CerbosHttpPolicyPoint:
@@ -97,7 +102,7 @@ def build_services(settings: BrokerSettings, clock: Clock = time.time) -> Broker
     grant = TokenExchangeGrant(settings, keyring=keyring.current, upstream=upstream, policy=pdp,
                                sessions=sessions, clock=clock)
     assertions = ClientAssertionVerifier(
-        audiences=[f"{settings.issuer}/oauth2/token", settings.issuer],
+        audiences=[token_endpoint(settings), settings.issuer],
         clock=clock, leeway_seconds=settings.clock_leeway_seconds,
     )
     key_sets: dict[str, JwksCache] = {}
@@ -142,5 +147,4 @@ def _nonces(settings: BrokerSettings, clock: Clock) -> NonceIssuer | None:
         return None
     # bound to the token endpoint's public URI: a resource server sharing the secret by
     # mistake still cannot use the broker's nonces, nor the broker theirs
-    return NonceIssuer(secret.get_secret_value(), f"{settings.issuer}/oauth2/token",
-                       clock=clock)
+    return NonceIssuer(secret.get_secret_value(), token_endpoint(settings), clock=clock)
